@@ -1,0 +1,19 @@
+"""One module per algorithm, each with `Config`, `init`, `update`, `act`, `NAME`, `DESCRIPTION`, `PAPER`."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from offrl.algos import bc, iql, td3_bc
+from offrl.errors import ConfigError
+
+ALGORITHMS: dict[str, ModuleType] = {module.NAME: module for module in (bc, td3_bc, iql)}
+
+
+def get_algorithm(name: str) -> ModuleType:
+    try:
+        return ALGORITHMS[name.lower()]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown algorithm {name!r}; expected one of: {', '.join(sorted(ALGORITHMS))}."
+        ) from None

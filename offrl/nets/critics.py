@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from offrl.nets.mlp import MLP
+
+
+class _QNetwork(nn.Module):
+    hidden_dims: Sequence[int]
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        inputs = jnp.concatenate([observations, actions], axis=-1)
+        return MLP(self.hidden_dims, 1, layer_norm=self.layer_norm)(inputs).squeeze(-1)
+
+
+class CriticEnsemble(nn.Module):
+    """`num_critics` independent Q-networks as one vmapped module: output (num_critics, batch)."""
+
+    hidden_dims: Sequence[int] = (256, 256)
+    num_critics: int = 2
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        ensemble = nn.vmap(
+            _QNetwork,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num_critics,
+        )
+        return ensemble(self.hidden_dims, self.layer_norm)(observations, actions)
+
+
+class ValueNetwork(nn.Module):
+    hidden_dims: Sequence[int] = (256, 256)
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> jax.Array:
+        return MLP(self.hidden_dims, 1, layer_norm=self.layer_norm)(observations).squeeze(-1)

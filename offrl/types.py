@@ -1,0 +1,34 @@
+"""Types shared by every room: what an algorithm sees of a dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+from flax import struct
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The spaces an algorithm is built from.
+
+    Actions are always presented to algorithms scaled to [-1, 1]; the engine maps them back
+    to the environment's bounds, so an algorithm never needs the true bounds.
+    """
+
+    observation_dim: int
+    action_dim: int
+
+
+@struct.dataclass
+class Batch:
+    """A batch of transitions as algorithms receive it (already normalised by the engine).
+
+    `dones` is 1.0 only where the MDP terminated (no bootstrap); time-limit truncations are 0.0.
+    """
+
+    observations: jnp.ndarray
+    actions: jnp.ndarray
+    rewards: jnp.ndarray
+    next_observations: jnp.ndarray
+    dones: jnp.ndarray
