@@ -18,8 +18,16 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
 
 
 def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    """Synchronous vector env with same-step autoreset: a finished sub-env's true final
+    observation is in `infos["final_obs"]` and the returned observation already starts the next
+    episode."""
     check_env_id(env_id)
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
+    return gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+    )
 
 
 def action_bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
