@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import gymnasium as gym
 import numpy as np
 
@@ -17,23 +21,46 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         ) from None
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """MuJoCo's model compiler prints deprecation notes for Gymnasium's own XML files (e.g.
+    HalfCheetah's 'settotalmass') straight to file descriptor 2, once per env; silence them
+    while an env is built. Python exceptions still propagate normally."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def make_env(env_id: str) -> gym.Env:
+    check_env_id(env_id)
+    with _quiet_native_stderr():
+        return gym.make(env_id)
+
+
 def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     """Synchronous vector env with same-step autoreset: a finished sub-env's true final
     observation is in `infos["final_obs"]` and the returned observation already starts the next
     episode."""
     check_env_id(env_id)
-    return gym.make_vec(
-        env_id,
-        num_envs=num_envs,
-        vectorization_mode="sync",
-        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-    )
+    with _quiet_native_stderr():
+        return gym.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+        )
 
 
 def action_bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
     """The Box action bounds of `env_id`; refuses discrete or unbounded action spaces."""
-    check_env_id(env_id)
-    env = gym.make(env_id)
+    env = make_env(env_id)
     try:
         space = env.action_space
         if not isinstance(space, gym.spaces.Box):

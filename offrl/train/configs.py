@@ -35,3 +35,16 @@ def config_from_json(config_class: type, values: dict[str, Any], where: str = "c
 
 def _is_tuple(annotation: Any) -> bool:
     return typing.get_origin(annotation) is tuple
+
+
+def validate_algorithm_config(config: Any) -> None:
+    """Range checks shared by every algorithm's Config, by field-name convention."""
+    for field in dataclasses.fields(config):
+        name, value = field.name, getattr(config, field.name)
+        flag = "--" + name.replace("_", "-")
+        if (name.endswith("learning_rate") or name == "batch_size") and not value > 0:
+            raise ConfigError(f"{flag} is {value}; expected a positive number.")
+        if name == "hidden_dims" and (len(value) == 0 or any(width <= 0 for width in value)):
+            raise ConfigError(f"{flag} is {list(value)}; expected one or more positive layer widths.")
+        if name in ("discount", "tau", "expectile") and not 0.0 < value <= 1.0:
+            raise ConfigError(f"{flag} is {value}; expected a value in (0, 1].")

@@ -25,7 +25,7 @@ from offrl.errors import ConfigError
 from offrl.evaluate.rollout import evaluate_policy
 from offrl.evaluate.scores import normalized_score
 from offrl.train.checkpoint import save_checkpoint
-from offrl.train.configs import config_to_json
+from offrl.train.configs import config_to_json, validate_algorithm_config
 from offrl.train.fused import make_fused_update
 from offrl.train.policy import Policy
 from offrl.train.run_dir import RunDirectory
@@ -89,6 +89,7 @@ def train_offline(
     on_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     train.validate()
+    validate_algorithm_config(algo_config)
     env_id = train.env_id or dataset.metadata.env_id
     if env_id is None:
         raise ConfigError(

@@ -1,0 +1,306 @@
+"""The `offrl` command: a thin layer over the Python API.
+
+Flags are generated from the same dataclass configs the Python API uses, so `--help` always
+lists every hyperparameter with its default. Bad input ends with one sentence on stderr and
+exit code 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import sys
+import time
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+from offrl.errors import ConfigError, OffrlInputError
+
+EXIT_BAD_INPUT = 2
+
+
+# --------------------------------------------------------------------- dataclass -> flags
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _field_comments(config_class: type) -> dict[str, str]:
+    """The `# why` comment after each field in the dataclass source, used as its help text."""
+    try:
+        source = inspect.getsource(config_class)
+    except (OSError, TypeError):
+        return {}
+    return dict(re.findall(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE))
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, config_class: type, title: str, exclude: tuple[str, ...] = ()
+) -> None:
+    """One flag per dataclass field, with its type, default and source comment in the help."""
+    group = parser.add_argument_group(title)
+    hints = typing.get_type_hints(config_class)
+    comments = _field_comments(config_class)
+    for field in dataclasses.fields(config_class):
+        if field.name in exclude:
+            continue
+        annotation = hints[field.name]
+        default = field.default
+        kwargs: dict[str, Any] = {"dest": f"{config_class.__name__}.{field.name}", "default": argparse.SUPPRESS}
+        shown = default if not isinstance(default, tuple) else " ".join(map(str, default))
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["help"] = f"(default: {default})"
+        elif typing.get_origin(annotation) is tuple:
+            kwargs["type"] = typing.get_args(annotation)[0]
+            kwargs["nargs"] = "+"
+            kwargs["metavar"] = "N"
+            kwargs["help"] = f"(default: {shown})"
+        else:
+            options = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+            kwargs["type"] = options[0]
+            kwargs["metavar"] = options[0].__name__.upper()
+            kwargs["help"] = f"(default: {shown})"
+        if field.name in comments:
+            kwargs["help"] = f"{comments[field.name]} {kwargs['help']}"
+        group.add_argument(_flag(field.name), **kwargs)
+
+
+def config_from_args(config_class: type, args: argparse.Namespace) -> Any:
+    prefix = f"{config_class.__name__}."
+    values = {key[len(prefix):]: value for key, value in vars(args).items() if key.startswith(prefix)}
+    hints = typing.get_type_hints(config_class)
+    for name, value in values.items():
+        if typing.get_origin(hints[name]) is tuple:
+            values[name] = tuple(value)
+    return config_class(**values)
+
+
+# --------------------------------------------------------------------------- commands
+def _resolve_dataset(name_or_path: str, data_dir: str | None, clip_actions: bool):
+    from offrl.data.registry import resolve_dataset
+
+    return resolve_dataset(name_or_path, data_dir=data_dir, clip_actions=clip_actions)
+
+
+def _dataset_mean_normalized_return(dataset) -> float | None:
+    from offrl.evaluate.scores import normalized_score
+
+    meta = dataset.metadata
+    if meta.ref_min_score is None or meta.ref_max_score is None:
+        return None
+    return float(normalized_score(dataset.episode_returns(), meta.ref_min_score, meta.ref_max_score).mean())
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from offrl.algos import get_algorithm
+    from offrl.train.offline import TrainConfig, train_offline
+
+    algo = get_algorithm(args.algorithm)
+    algo_config = config_from_args(algo.Config, args)
+    train_config = config_from_args(TrainConfig, args)
+    train_config.validate()
+    dataset = _resolve_dataset(args.dataset, args.data_dir, args.clip_actions)
+    dataset_name = dataset.metadata.name or Path(args.dataset).stem
+    run_dir = args.run_dir or Path("runs") / f"{algo.NAME}-{dataset_name}-seed{train_config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"offrl: training {algo.NAME} on {dataset!r} for {train_config.steps} updates -> {run_dir}", file=sys.stderr)
+    result = train_offline(
+        algo, algo_config, dataset, train_config, run_dir,
+        dataset_reference={"argument": args.dataset, "name": dataset.metadata.name, "source": dataset.metadata.source},
+        progress=not args.no_progress,
+    )
+    summary = result.summary
+    print(f"run directory: {result.run_dir}")
+    print(f"compile: {summary['compile_seconds']:.1f} s, training: {summary['updates_per_second']:.0f} updates/s")
+    if summary.get("final_normalized_score") is not None:
+        print(f"final normalized score: {summary['final_normalized_score']:.1f} (step {summary['final_step']})")
+        print(f"best normalized score:  {summary['best_normalized_score']:.1f} (step {summary['best_step']})")
+        dataset_score = _dataset_mean_normalized_return(dataset)
+        if dataset_score is not None:
+            print(f"dataset mean normalized return: {dataset_score:.1f}")
+    else:
+        print(f"final return: {summary['final_return']:.1f}; best return: {summary['best_return']:.1f} "
+              "(no reference scores in the dataset, so no normalized score)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from offrl.evaluate.rollout import evaluate_policy
+    from offrl.evaluate.scores import normalized_score
+    from offrl.train.policy import load_policy
+    from offrl.train.run_dir import RunDirectory
+
+    run = RunDirectory(args.run_dir)
+    config = run.read_config()
+    policy = load_policy(args.run_dir)
+    env_id = args.env or config["env_id"]
+    stats = evaluate_policy(policy, env_id, args.episodes, seed=args.seed)
+    print(f"{env_id}: return {stats.mean_return:.1f} ± {np.std(stats.returns):.1f} over {args.episodes} episodes")
+    meta = config.get("dataset_metadata", {})
+    if meta.get("ref_min_score") is not None and meta.get("ref_max_score") is not None:
+        scores = normalized_score(stats.returns, meta["ref_min_score"], meta["ref_max_score"])
+        print(f"normalized score: {scores.mean():.1f} ± {scores.std():.1f}")
+    return 0
+
+
+def cmd_datasets_info(args: argparse.Namespace) -> int:
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    dataset = _resolve_dataset(args.dataset, args.data_dir, clip_actions=False)
+    meta = dataset.metadata
+    returns = dataset.episode_returns()
+    table = Table(title=str(meta.name or meta.source), show_header=False)
+    rows = [
+        ("source", meta.source),
+        ("env id", meta.env_id),
+        ("transitions", dataset.num_transitions),
+        ("episodes", dataset.num_episodes),
+        ("observation dim", dataset.spec.observation_dim),
+        ("action dim", dataset.spec.action_dim),
+        ("action bounds", None if meta.action_low is None else f"[{np.min(meta.action_low):g}, {np.max(meta.action_high):g}]"),
+        ("terminals", int(dataset.terminals.sum())),
+        ("timeouts", int(dataset.timeouts.sum())),
+        ("episode length", f"min {dataset.episode_lengths.min()}, mean {dataset.episode_lengths.mean():.1f}, max {dataset.episode_lengths.max()}"),
+        ("episode return", f"min {returns.min():.1f}, mean {returns.mean():.1f}, max {returns.max():.1f}, std {returns.std():.1f}"),
+        ("ref_min_score", meta.ref_min_score),
+        ("ref_max_score", meta.ref_max_score),
+    ]
+    normalized = _dataset_mean_normalized_return(dataset)
+    if normalized is not None:
+        rows.append(("mean normalized return", f"{normalized:.1f}"))
+    for key, value in rows:
+        table.add_row(key, "-" if value is None else str(value))
+    Console().print(table)
+    return 0
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from offrl.data.registry import list_datasets
+
+    table = Table(title="datasets")
+    columns = ("name", "env_id", "transitions", "episodes", "mean_return", "ref_min_score", "ref_max_score")
+    for column in columns:
+        table.add_column(column)
+    for entry in list_datasets(args.data_dir):
+        table.add_row(*("-" if entry.get(c) is None else (f"{entry[c]:.1f}" if isinstance(entry[c], float) else str(entry[c])) for c in columns))
+    Console().print(table)
+    return 0
+
+
+def cmd_datasets_import(args: argparse.Namespace) -> int:
+    from offrl.data.registry import import_dataset
+
+    path = import_dataset(args.file, args.name, data_dir=args.data_dir, overwrite=args.overwrite)
+    print(f"imported {args.file} as {args.name}: {path}")
+    return 0
+
+
+def cmd_datasets_make(args: argparse.Namespace) -> int:
+    from offrl.data.registry import make_suite
+
+    levels = [level.strip() for level in args.levels.split(",") if level.strip()]
+    paths = make_suite(args.env_id, levels, budget=args.budget, size=args.size, seed=args.seed,
+                       data_dir=args.data_dir, overwrite=args.overwrite, progress=not args.no_progress)
+    for level, path in paths.items():
+        print(f"{level}: {path}")
+    return 0
+
+
+def cmd_algos(args: argparse.Namespace) -> int:
+    from offrl.algos import ALGORITHMS
+
+    for name, module in sorted(ALGORITHMS.items()):
+        print(f"{name:10s} {module.DESCRIPTION}\n{'':10s} {module.PAPER}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from offrl.algos import ALGORITHMS
+    from offrl.train.offline import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="offrl", description="Offline reinforcement learning: train, evaluate, inspect datasets.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train an offline RL algorithm on a dataset")
+    algorithms = train.add_subparsers(dest="algorithm", required=True, metavar="ALGO",
+                                      help=f"one of: {', '.join(sorted(ALGORITHMS))}")
+    for name, module in sorted(ALGORITHMS.items()):
+        sub = algorithms.add_parser(name, help=module.DESCRIPTION, description=f"{module.DESCRIPTION} ({module.PAPER})")
+        sub.add_argument("--dataset", required=True, help="dataset path (Minari dir, D4RL .hdf5, .npz) or registered name, e.g. 'default'")
+        sub.add_argument("--run-dir", default=None, help="where to write the run (default: runs/ALGO-DATASET-seedS-TIME)")
+        sub.add_argument("--data-dir", default=None, help="offrl data directory (default: $OFFRL_DATA_DIR or ~/.offrl)")
+        sub.add_argument("--clip-actions", action="store_true", help="clip dataset actions into the action space instead of refusing them")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+        sub.add_argument("--env", dest="TrainConfig.env_id", default=argparse.SUPPRESS, metavar="ENV_ID",
+                         help="evaluation environment (default: the dataset's env id)")
+        add_config_arguments(sub, TrainConfig, "training", exclude=("env_id",))
+        add_config_arguments(sub, module.Config, f"{name} hyperparameters")
+        sub.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a run's final policy")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--env", default=None, help="environment id (default: the run's)")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    datasets = commands.add_parser("datasets", help="inspect, list, import and make datasets")
+    dataset_commands = datasets.add_subparsers(dest="datasets_command", required=True, metavar="SUBCOMMAND")
+    info = dataset_commands.add_parser("info", help="sizes, returns, reference scores, terminals vs timeouts")
+    info.add_argument("dataset", help="dataset path or registered name")
+    info.set_defaults(handler=cmd_datasets_info)
+    listing = dataset_commands.add_parser("list", help="datasets available locally")
+    listing.set_defaults(handler=cmd_datasets_list)
+    importing = dataset_commands.add_parser("import", help="register a D4RL .hdf5, .npz or Minari directory under a name")
+    importing.add_argument("file")
+    importing.add_argument("--name", required=True)
+    importing.add_argument("--overwrite", action="store_true")
+    importing.set_defaults(handler=cmd_datasets_import)
+    make = dataset_commands.add_parser("make", help="generate a D4RL-style suite for a Gymnasium env")
+    make.add_argument("env_id")
+    make.add_argument("--levels", default="random,medium,medium-replay,expert,medium-expert")
+    make.add_argument("--budget", type=int, default=1_000_000, help="behaviour agent's online env steps")
+    make.add_argument("--size", type=int, default=1_000_000, help="transitions per level")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--overwrite", action="store_true")
+    make.add_argument("--no-progress", action="store_true")
+    make.set_defaults(handler=cmd_datasets_make)
+    for sub in (info, listing, importing, make):
+        sub.add_argument("--data-dir", default=None, help="offrl data directory (default: $OFFRL_DATA_DIR or ~/.offrl)")
+
+    algos = commands.add_parser("algos", help="list algorithms with their papers")
+    algos.set_defaults(handler=cmd_algos)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [arg for arg in argv if arg != "--debug"]
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return args.handler(args)
+    except (OffrlInputError, ConfigError) as error:
+        if debug:
+            raise
+        print(f"offrl: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("offrl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

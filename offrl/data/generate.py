@@ -1,0 +1,484 @@
+"""Make D4RL-style dataset suites for any Gymnasium env with a Box action space.
+
+D4RL's recipe (Fu et al. 2020, "D4RL: Datasets for Deep Data-Driven Reinforcement Learning",
+section 5 and appendix), with offrl's own SAC as the behaviour agent:
+
+- train SAC online for `budget` environment steps, evaluating a snapshot of the agent every
+  `snapshot_every` steps (its stochastic policy, the one that will be recorded);
+- `random`: uniform random actions;
+- `medium`: the snapshot whose evaluated return is closest to 0.4 of the way from the random
+  policy's return to the final agent's (D4RL: "about a third" to a half of the expert). The
+  fraction is taken from the random return, not from 0, so that it also means something for
+  envs with negative returns (Pendulum); for locomotion the two barely differ. The provenance
+  names the snapshot's step and its evaluated return;
+- `medium-replay`: the replay buffer up to the medium snapshot, in collection order. An episode
+  still running at the cut is kept, its last transition flagged as a timeout (truncated: the
+  target bootstraps, which is right because the MDP did not end). Its size is the snapshot's
+  step (capped to `size`, keeping the most recent transitions), not `size`, as in D4RL;
+- `expert`: the final agent's stochastic policy;
+- `medium-expert`: `medium` followed by `expert` (2 x size transitions, as in D4RL).
+
+`ref_min_score` is the random policy's mean return and `ref_max_score` the expert policy's,
+both over `max(10, eval_episodes)` episodes, and stored in every level of the suite. A level is
+written atomically (`write_minari` renames a finished temporary directory into place); a rerun
+skips the levels that already exist and says so, or replaces them with `overwrite`.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+from offrl.data.dataset import Dataset, DatasetMetadata
+from offrl.envs.factory import action_bounds, check_env_id, make_vector_env
+from offrl.errors import ConfigError, DatasetError
+
+LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
+_NEEDS_AGENT = ("medium", "medium-replay", "expert", "medium-expert")
+MEDIUM_FRACTION = 0.4  # target of the medium snapshot: between a third and a half of the way
+_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+
+
+# ------------------------------------------------------------------------------- naming
+def env_short_name(env_id: str) -> str:
+    """'HalfCheetah-v5' -> 'halfcheetah' (namespace and version dropped, lower case)."""
+    base = env_id.split("/")[-1]
+    base = re.sub(r"-v\d+$", "", base)
+    return re.sub(r"[^a-z0-9]+", "", base.lower()) or "env"
+
+
+def dataset_name(env_id: str, level: str, version: int = 0) -> str:
+    """The registry name (a Minari id) of a generated level: 'halfcheetah-medium-replay-v0'."""
+    return f"{env_short_name(env_id)}-{level}-v{version}"
+
+
+# --------------------------------------------------------------------------- collection
+def collect_transitions(
+    env_id: str,
+    policy: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    num_transitions: int,
+    seed: int = 0,
+    num_envs: int = 10,
+    name: str | None = None,
+    on_step: Callable[[int, float | None], None] | None = None,
+) -> Dataset:
+    """Run `policy(observations, rng) -> env actions` until `num_transitions` are recorded.
+
+    Finished episodes are stored in the order they finish. Collection stops as soon as they hold
+    `num_transitions`; the last one is cut there and its last transition flagged as a timeout
+    (as D4RL's own collection cut the final episode). Episodes still running are discarded.
+    `on_step(transitions, mean_return_of_recent_episodes)` reports progress.
+    """
+    if num_transitions <= 0:
+        raise ConfigError(f"--size is {num_transitions}; expected a positive number of transitions.")
+    rng = np.random.default_rng(seed)
+    low, high = action_bounds(env_id)
+    envs = make_vector_env(env_id, num_envs)
+    episodes: list[dict[str, np.ndarray]] = []
+    stored = 0
+    buffers = [{field: [] for field in _FIELDS} for _ in range(num_envs)]
+    returns: list[float] = []
+    try:
+        observations, _ = envs.reset(seed=seed)
+        while stored < num_transitions:
+            actions = np.clip(np.asarray(policy(observations.astype(np.float32), rng), np.float32), low, high)
+            next_observations, rewards, terminated, truncated, infos = envs.step(actions)
+            done = terminated | truncated
+            for i in range(num_envs):
+                buffer = buffers[i]
+                buffer["observations"].append(observations[i])
+                buffer["actions"].append(actions[i])
+                buffer["rewards"].append(rewards[i])
+                buffer["next_observations"].append(infos["final_obs"][i] if done[i] else next_observations[i])
+                buffer["terminals"].append(bool(terminated[i]))
+                buffer["timeouts"].append(bool(truncated[i] and not terminated[i]))
+                if done[i] and stored < num_transitions:
+                    episode = {field: np.asarray(values) for field, values in buffer.items()}
+                    episodes.append(episode)
+                    stored += len(episode["rewards"])
+                    returns.append(float(episode["rewards"].sum()))
+                if done[i]:
+                    buffers[i] = {field: [] for field in _FIELDS}
+            observations = next_observations
+            if on_step is not None and done.any():
+                on_step(min(stored, num_transitions), float(np.mean(returns[-10:])) if returns else None)
+    finally:
+        envs.close()
+    excess = stored - num_transitions
+    if excess > 0:
+        last = episodes[-1]
+        keep = len(last["rewards"]) - excess
+        last = {field: values[:keep].copy() for field, values in last.items()}
+        if not last["terminals"][-1]:
+            last["timeouts"][-1] = True
+        episodes[-1] = last
+    return _dataset_from_episodes(episodes, DatasetMetadata(
+        name=name, env_id=env_id, action_low=low, action_high=high,
+    ))
+
+
+def _dataset_from_episodes(episodes: list[dict[str, np.ndarray]], metadata: DatasetMetadata) -> Dataset:
+    lengths = np.array([len(episode["rewards"]) for episode in episodes])
+    flat = {field: np.concatenate([episode[field] for episode in episodes]) for field in _FIELDS}
+    return Dataset(**flat, episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]), metadata=metadata)
+
+
+def concatenate(first: Dataset, second: Dataset, metadata: DatasetMetadata) -> Dataset:
+    """`first`'s episodes followed by `second`'s, unchanged."""
+    return Dataset(
+        **{field: np.concatenate([getattr(first, field), getattr(second, field)]) for field in _FIELDS},
+        episode_starts=np.concatenate([first.episode_starts, second.episode_starts + first.num_transitions]),
+        metadata=metadata,
+    )
+
+
+def replay_dataset(replay: dict[str, np.ndarray], cut: int, size: int, metadata: DatasetMetadata) -> Dataset:
+    """Rows [max(0, cut - size), cut) of a replay buffer, regrouped into intact episodes.
+
+    Rows of one sub-env are contiguous in time; episodes end at a done or timeout flag. Episodes
+    are ordered by their first row (collection order). The episode still running at the cut ends
+    with a timeout flag; an episode cut at the start of the window simply starts mid-way.
+    """
+    start = max(0, cut - size)
+    rows = {name: values[start:cut] for name, values in replay.items()}
+    env_index = rows["env_index"]
+    terminals = rows["dones"] > 0.5
+    timeouts = (rows["timeouts"] > 0.5) & ~terminals
+    episodes: list[tuple[int, np.ndarray]] = []
+    for env in np.unique(env_index):
+        index = np.flatnonzero(env_index == env)
+        ends = np.flatnonzero(terminals[index] | timeouts[index])
+        bounds = np.concatenate([[0], ends + 1])
+        if bounds[-1] < len(index):
+            bounds = np.append(bounds, len(index))
+        for begin, end in zip(bounds[:-1], bounds[1:]):
+            episodes.append((int(index[begin]), index[begin:end]))
+    episodes.sort(key=lambda item: item[0])
+    order = np.concatenate([index for _, index in episodes])
+    lengths = np.array([len(index) for _, index in episodes])
+    terminals, timeouts = terminals[order], timeouts[order]
+    last = np.cumsum(lengths) - 1
+    timeouts[last] |= ~terminals[last]  # the partial episode at the cut: truncated, bootstraps
+    return Dataset(
+        observations=rows["observations"][order],
+        actions=rows["actions"][order],
+        rewards=rows["rewards"][order],
+        next_observations=rows["next_observations"][order],
+        terminals=terminals,
+        timeouts=timeouts,
+        episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+        metadata=metadata,
+    )
+
+
+def complete_episode_returns(dataset: Dataset) -> np.ndarray:
+    """Returns of episodes that ended by termination or by the env's own time limit.
+
+    Episodes cut by collection budgets are flagged as timeouts too; they are excluded by length
+    when shorter than the longest episode that timed out.
+    """
+    returns = dataset.episode_returns()
+    last = dataset.episode_ends - 1
+    lengths = dataset.episode_lengths
+    timed_out = dataset.timeouts[last]
+    full_length = lengths[timed_out].max() if timed_out.any() else 0
+    complete = dataset.terminals[last] | (timed_out & (lengths == full_length))
+    return returns[complete] if complete.any() else returns
+
+
+# ------------------------------------------------------------------------------- suites
+def make_suite(
+    env_id: str,
+    levels: list[str],
+    budget: int,
+    size: int,
+    seed: int = 0,
+    data_dir: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    snapshot_every: int | None = None,
+    start_steps: int | None = None,
+    eval_episodes: int = 10,
+    sac_config: Any = None,
+    version: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
+    """Generate the requested levels for `env_id` and register them; return {level: directory}.
+
+    `budget` is the behaviour agent's environment steps, `size` the transitions per level (see
+    the module docstring for medium-replay and medium-expert). Levels that already exist are
+    skipped (and reported through `log`) unless `overwrite`.
+    """
+    from offrl.data.registry import datasets_root  # the registry owns the on-disk layout
+
+    levels = _check_request(env_id, levels, budget, size, eval_episodes)
+    root = datasets_root(data_dir, create=True)
+    say = log or (lambda message: print(message))
+    targets = {level: root / dataset_name(env_id, level, version) for level in levels}
+    paths: dict[str, Path] = {}
+    todo = []
+    for level in levels:
+        if (targets[level] / "data" / "metadata.json").exists() and not overwrite:
+            say(f"{dataset_name(env_id, level, version)}: already exists at {targets[level]}; skipping "
+                "(use overwrite to regenerate).")
+            paths[level] = targets[level]
+        else:
+            todo.append(level)
+    if not todo:
+        return paths
+
+    started = time.perf_counter()
+    low, high = action_bounds(env_id)
+    episodes = max(10, eval_episodes)
+    with _SuiteProgress(progress) as bar:
+        random_policy = _uniform_policy(low, high)
+        random_returns = _evaluate(random_policy, env_id, episodes, seed + 1)
+        say(f"random policy: mean return {random_returns.mean():.1f} over {episodes} episodes")
+
+        agent = None
+        if any(level in _NEEDS_AGENT for level in todo):
+            agent = _train_agent(env_id, budget, seed, snapshot_every, start_steps, eval_episodes, sac_config, bar, say)
+        expert_returns = None
+        if agent is not None:
+            expert_returns = _evaluate(agent["expert_policy"], env_id, episodes, seed + 2)
+            say(f"expert policy (final, stochastic): mean return {expert_returns.mean():.1f}")
+            medium = _pick_medium(agent["snapshots"], float(random_returns.mean()), float(expert_returns.mean()))
+            agent["medium"] = medium
+            say(f"medium: snapshot at step {medium['step']} with evaluated return {medium['return']:.1f}")
+        ref_max = float(expert_returns.mean()) if expert_returns is not None else _existing_ref_max(targets)
+        base = {
+            "env_id": env_id,
+            "env_version": _env_version(env_id),
+            "offrl_version": _offrl_version(),
+            "gymnasium_version": gym.__version__,
+            "seed": seed,
+            "budget": budget,
+            "size": size,
+            "random_return": float(random_returns.mean()),
+            "expert_return": None if expert_returns is None else float(expert_returns.mean()),
+            "reference_episodes": episodes,
+            "machine": f"{platform.machine()} {platform.system()}, {platform.python_version()}",
+            "generated_by": "offrl.data.generate.make_suite",
+            "algorithm_name": "offrl SAC (Haarnoja et al. 2018) behaviour agent",
+        }
+        if agent is not None:
+            base.update(agent["provenance"])
+            base["medium_snapshot_step"] = agent["medium"]["step"]
+            base["medium_snapshot_return"] = agent["medium"]["return"]
+
+        made: dict[str, Dataset] = {}
+
+        def metadata(level: str) -> DatasetMetadata:
+            return DatasetMetadata(
+                name=dataset_name(env_id, level, version), env_id=env_id,
+                ref_min_score=float(random_returns.mean()), ref_max_score=ref_max,
+                action_low=low, action_high=high,
+            )
+
+        def record(level: str, policy, level_seed: int) -> Dataset:
+            task = bar.add(f"recording {level}", size)
+            dataset = collect_transitions(
+                env_id, policy, size, seed=level_seed, name=dataset_name(env_id, level, version),
+                on_step=lambda n, r: bar.update(task, n, r),
+            )
+            bar.update(task, size, None)
+            return dataset
+
+        behaviour_returns: dict[str, float] = {}
+        order = [level for level in LEVELS if level in todo]
+        for level in order:
+            if level == "random":
+                dataset = made.get("random") or record("random", random_policy, seed + 10)
+                description = "uniform random actions"
+            elif level == "medium":
+                dataset = made.get("medium") or record("medium", agent["policy"](agent["medium"]["state"]), seed + 11)
+                description = (f"SAC snapshot at step {agent['medium']['step']} (evaluated return "
+                               f"{agent['medium']['return']:.1f}), stochastic")
+            elif level == "expert":
+                dataset = made.get("expert") or record("expert", agent["expert_policy"], seed + 12)
+                description = f"final SAC agent after {budget} steps, stochastic"
+            elif level == "medium-replay":
+                dataset = replay_dataset(agent["replay"], agent["medium"]["step"], size, metadata(level))
+                description = (f"SAC replay buffer up to step {agent['medium']['step']} in collection order; "
+                               "the episode running at the cut is kept and flagged as a timeout")
+            else:  # medium-expert
+                medium = made.get("medium") or record("medium", agent["policy"](agent["medium"]["state"]), seed + 11)
+                expert = made.get("expert") or record("expert", agent["expert_policy"], seed + 12)
+                made["medium"], made["expert"] = medium, expert
+                dataset = concatenate(medium, expert, metadata(level))
+                description = "medium followed by expert"
+            made[level] = dataset
+            returns = complete_episode_returns(dataset)
+            behaviour_returns[level] = float(returns.mean())
+            provenance = {
+                **base,
+                "level": level,
+                "behaviour": description,
+                "behaviour_return": behaviour_returns[level],
+                "behaviour_returns_per_level": dict(behaviour_returns),
+                "wall_seconds": time.perf_counter() - started,
+                "description": (f"offrl-generated D4RL-style '{level}' dataset for {env_id}: {description}; "
+                                f"{dataset.num_transitions} transitions in {dataset.num_episodes} episodes."),
+            }
+            out = dataset.replace(metadata=DatasetMetadata(**{**asdict_shallow(metadata(level)), "provenance": provenance}))
+            from offrl.data.minari_io import write_minari
+
+            paths[level] = write_minari(out, dataset_name(env_id, level, version), root=root, overwrite=overwrite)
+            say(f"{dataset_name(env_id, level, version)}: {dataset.num_transitions} transitions, "
+                f"{dataset.num_episodes} episodes, behaviour return {behaviour_returns[level]:.1f} -> {paths[level]}")
+    return {level: paths[level] for level in levels}
+
+
+def asdict_shallow(metadata: DatasetMetadata) -> dict[str, Any]:
+    return {name: getattr(metadata, name) for name in DatasetMetadata.__dataclass_fields__}
+
+
+def _check_request(env_id: str, levels: list[str], budget: int, size: int, eval_episodes: int) -> list[str]:
+    check_env_id(env_id)
+    action_bounds(env_id)  # refuses discrete and unbounded action spaces
+    env = gym.make(env_id)
+    try:
+        space = env.observation_space
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise ConfigError(f"Environment {env_id!r} has observation space {space}; expected a flat Box space.")
+    finally:
+        env.close()
+    if isinstance(levels, str):
+        levels = [levels]
+    levels = list(dict.fromkeys(levels))
+    unknown = [level for level in levels if level not in LEVELS]
+    if unknown or not levels:
+        raise ConfigError(f"Unknown dataset level {unknown[0] if unknown else '(none)'!r}; expected some of: {', '.join(LEVELS)}.")
+    if size <= 0:
+        raise ConfigError(f"--size is {size}; expected a positive number of transitions per level.")
+    if budget <= 0 and any(level in _NEEDS_AGENT for level in levels):
+        raise ConfigError(f"--budget is {budget}; expected a positive number of environment steps for the behaviour agent.")
+    if eval_episodes <= 0:
+        raise ConfigError(f"--eval-episodes is {eval_episodes}; expected a positive integer.")
+    return levels
+
+
+def _uniform_policy(low: np.ndarray, high: np.ndarray):
+    def policy(observations: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(low, high, size=(len(observations), len(low))).astype(np.float32)
+
+    return policy
+
+
+def _evaluate(policy, env_id: str, episodes: int, seed: int) -> np.ndarray:
+    from offrl.evaluate.rollout import evaluate_policy
+
+    rng = np.random.default_rng(seed)
+    return evaluate_policy(lambda observations: policy(observations, rng), env_id, episodes, seed=seed).returns
+
+
+def _train_agent(env_id, budget, seed, snapshot_every, start_steps, eval_episodes, sac_config, bar, say) -> dict[str, Any]:
+    from offrl.algos import sac
+    from offrl.train.online import OnlineConfig, make_stochastic_policy, train_online
+
+    config = sac_config or sac.Config()
+    snapshot_every = snapshot_every or max(budget // 20, 1)
+    # CleanRL's SAC starts learning after 5,000 random steps; never more than a tenth of a small budget.
+    start_steps = min(5_000, budget // 10) if start_steps is None else start_steps
+    online = OnlineConfig(total_steps=budget, start_steps=start_steps, snapshot_every=snapshot_every,
+                          eval_episodes=eval_episodes, seed=seed)
+    task = bar.add("training SAC", budget)
+    trained_at = time.perf_counter()
+    result = train_online(
+        sac, config, env_id, online,
+        on_progress=lambda step, info: bar.update(task, step, info.get("train_return")),
+        on_snapshot=lambda snapshot: say(f"snapshot at step {snapshot.step}: evaluated return {snapshot.return_mean:.1f}"),
+    )
+    low, high = result.action_low, result.action_high
+    snapshots = [{"step": s.step, "return": s.return_mean, "state": s.state} for s in result.snapshots]
+    if not snapshots or snapshots[-1]["step"] != result.buffer_rows:
+        snapshots.append({"step": result.buffer_rows, "return": None, "state": result.state})
+    from offrl.train.configs import config_to_json
+
+    return {
+        "snapshots": snapshots,
+        "replay": result.replay(),
+        "policy": lambda state: make_stochastic_policy(sac, state, low, high),
+        "expert_policy": make_stochastic_policy(sac, result.state, low, high),
+        "provenance": {
+            "behaviour_agent": "sac",
+            "sac_config": config_to_json(config),
+            "online_config": asdict(online),
+            "snapshot_returns": [[s["step"], s["return"]] for s in snapshots],
+            "train_wall_seconds": time.perf_counter() - trained_at,
+            "train_compile_seconds": result.compile_seconds,
+        },
+    }
+
+
+def _pick_medium(snapshots: list[dict[str, Any]], random_return: float, final_return: float) -> dict[str, Any]:
+    """The snapshot whose return is closest to MEDIUM_FRACTION of the way from random to final."""
+    evaluated = [s for s in snapshots if s["return"] is not None]
+    if not evaluated:
+        raise DatasetError("The behaviour agent has no evaluated snapshot; expected snapshot_every <= budget.")
+    span = final_return - random_return
+    if span <= 0:
+        raise DatasetError(
+            f"The behaviour agent did not beat the random policy (final return {final_return:.1f} <= random "
+            f"{random_return:.1f}); expected a larger --budget for a meaningful medium level."
+        )
+    target = random_return + MEDIUM_FRACTION * span
+    best = min(evaluated, key=lambda s: abs(s["return"] - target))
+    return {**best, "fraction": (best["return"] - random_return) / span}
+
+
+def _existing_ref_max(targets: dict[str, Path]) -> float | None:
+    """Without an agent (only `random` requested), reuse the suite's expert return if one exists."""
+    from offrl.data.load import load_dataset
+
+    for path in (p for p in targets.values() if (p / "data" / "metadata.json").exists()):
+        try:
+            return load_dataset(path).metadata.ref_max_score
+        except DatasetError:
+            continue
+    return None
+
+
+def _env_version(env_id: str) -> int | None:
+    return check_env_id(env_id).version
+
+
+def _offrl_version() -> str:
+    import offrl
+
+    return offrl.__version__
+
+
+class _SuiteProgress:
+    """rich progress: one bar per phase, showing the behaviour agent's current return."""
+
+    def __init__(self, enabled: bool):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), disable=not enabled,
+        )
+
+    def __enter__(self) -> "_SuiteProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.progress.__exit__(*exc_info)
+
+    def add(self, description: str, total: int):
+        return self.progress.add_task(description, total=total, status="")
+
+    def update(self, task, completed: int, episode_return: float | None) -> None:
+        status = "" if episode_return is None else f"return {episode_return:.1f}"
+        self.progress.update(task, completed=completed, status=status)
