@@ -96,16 +96,17 @@ def _dataset_mean_normalized_return(dataset) -> float | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from offrl.algos import get_algorithm
+    from offrl.train.configs import validate_algorithm_config
     from offrl.train.offline import TrainConfig, train_offline
 
     algo = get_algorithm(args.algorithm)
     algo_config = config_from_args(algo.Config, args)
     train_config = config_from_args(TrainConfig, args)
     train_config.validate()
+    validate_algorithm_config(algo_config)
     dataset = _resolve_dataset(args.dataset, args.data_dir, args.clip_actions)
     dataset_name = dataset.metadata.name or Path(args.dataset).stem
     run_dir = args.run_dir or Path("runs") / f"{algo.NAME}-{dataset_name}-seed{train_config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"offrl: training {algo.NAME} on {dataset!r} for {train_config.steps} updates -> {run_dir}", file=sys.stderr)
     result = train_offline(
         algo, algo_config, dataset, train_config, run_dir,
         dataset_reference={"argument": args.dataset, "name": dataset.metadata.name, "source": dataset.metadata.source},

@@ -118,3 +118,27 @@ def minari_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def pendulum_references() -> tuple[float, float]:
+    """Reference returns measured here: a uniform random policy and the scripted controller."""
+    from offrl.evaluate.rollout import evaluate_policy
+    from scripted import swing_up
+
+    rng = np.random.default_rng(123)
+    random_return = evaluate_policy(lambda obs: rng.uniform(-2, 2, (len(obs), 1)), "Pendulum-v1", 10, seed=1).mean_return
+    expert_return = evaluate_policy(swing_up, "Pendulum-v1", 10, seed=1).mean_return
+    return random_return, expert_return
+
+
+@pytest.fixture(scope="session")
+def pendulum_dataset(pendulum_references) -> Dataset:
+    """40 Pendulum-v1 episodes (8,000 transitions): the scripted controller with Gaussian noise,
+    replaced by a uniform random action on half of the steps. Mean return about -550."""
+    from offrl.data.collect import collect_episodes
+    from scripted import mixed_quality
+
+    dataset = collect_episodes("Pendulum-v1", mixed_quality(0.5), num_episodes=40, seed=0, name="pendulum-mixed-v0")
+    dataset.metadata.ref_min_score, dataset.metadata.ref_max_score = pendulum_references
+    return dataset

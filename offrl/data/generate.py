@@ -324,6 +324,8 @@ def make_suite(
                 "behaviour_return": behaviour_returns[level],
                 "behaviour_returns_per_level": dict(behaviour_returns),
                 "wall_seconds": time.perf_counter() - started,
+                "summary": {"transitions": dataset.num_transitions, "episodes": dataset.num_episodes,
+                            "mean_return": float(np.mean(dataset.episode_returns()))},
                 "description": (f"offrl-generated D4RL-style '{level}' dataset for {env_id}: {description}; "
                                 f"{dataset.num_transitions} transitions in {dataset.num_episodes} episodes."),
             }

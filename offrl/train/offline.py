@@ -20,7 +20,7 @@ import numpy as np
 import offrl
 from offrl.data.dataset import Dataset
 from offrl.data.transforms import fit_normalizer, training_arrays
-from offrl.envs.factory import action_bounds
+from offrl.envs.factory import action_bounds, check_env_id
 from offrl.errors import ConfigError
 from offrl.evaluate.rollout import evaluate_policy
 from offrl.evaluate.scores import normalized_score
@@ -95,6 +95,7 @@ def train_offline(
         raise ConfigError(
             f"{dataset.where} records no environment id; expected --env ENV_ID for evaluation."
         )
+    check_env_id(env_id)
     has_reference = dataset.metadata.ref_min_score is not None and dataset.metadata.ref_max_score is not None
     normalizer, device_data = prepare(algo, algo_config, dataset, env_id)
 
@@ -149,6 +150,7 @@ def _train_loop(algo, algo_config, dataset, train, run, normalizer, device_data,
     step, evals = 0, []
     train_seconds = 0.0
     with TrainingProgress(train.steps, enabled=progress) as bar:
+        bar.log(f"{algo.NAME} on {dataset!r}: {train.steps} updates, compiled in {compile_seconds:.1f} s -> {run.path}")
         while step < train.steps:
             size = min(chunk, train.steps - step)
             if size not in compiled:  # a shorter final chunk compiles once more

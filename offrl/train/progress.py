@@ -32,13 +32,16 @@ class TrainingProgress:
     def __exit__(self, *exc_info: Any) -> None:
         self.progress.__exit__(*exc_info)
 
+    def log(self, message: str) -> None:
+        if self.enabled:
+            self.console.log(message)
+
     def report_eval(self, record: dict[str, Any]) -> None:
         if "normalized_score" in record:
             self.last_eval = f"score {record['normalized_score']:.1f}"
         else:
             self.last_eval = f"return {record['return_mean']:.1f}"
-        if self.enabled:
-            self.console.log(f"step {record['step']}: {self.last_eval}")
+        self.log(f"step {record['step']}: {self.last_eval}")
 
     def advance(self, step: int, metrics: dict[str, float]) -> None:
         self.progress.update(self.task, completed=step, status=self.last_eval)
