@@ -37,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetMetadata
-from offrl.envs.factory import action_bounds, check_env_id, make_vector_env
+from offrl.envs.factory import action_bounds, check_env_id, make_env, make_vector_env
 from offrl.errors import ConfigError, DatasetError
 
 LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -345,7 +345,7 @@ def asdict_shallow(metadata: DatasetMetadata) -> dict[str, Any]:
 def _check_request(env_id: str, levels: list[str], budget: int, size: int, eval_episodes: int) -> list[str]:
     check_env_id(env_id)
     action_bounds(env_id)  # refuses discrete and unbounded action spaces
-    env = gym.make(env_id)
+    env = make_env(env_id)
     try:
         space = env.observation_space
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
