@@ -1,0 +1,105 @@
+"""The characteristic piece of each algorithm, checked against its formula."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from offrl.algos import ALGORITHMS, bc, iql, td3_bc
+from offrl.nets.policies import gaussian_log_prob
+from offrl.types import Batch, Spec
+
+
+def random_batch(n=64, obs_dim=4, action_dim=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return Batch(
+        observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
+        actions=jnp.asarray(rng.uniform(-0.9, 0.9, size=(n, action_dim)), jnp.float32),
+        rewards=jnp.asarray(rng.normal(size=n), jnp.float32),
+        next_observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
+        dones=jnp.asarray(rng.uniform(size=n) < 0.1, jnp.float32),
+    )
+
+
+def test_expectile_loss_weights_positive_errors_by_tau():
+    diff = jnp.array([2.0, -2.0])
+    loss = iql.expectile_loss(diff, 0.7)
+    np.testing.assert_allclose(loss, [0.7 * 4.0, 0.3 * 4.0], rtol=1e-6)
+    # tau = 0.5 is plain (halved) squared error: symmetric.
+    np.testing.assert_allclose(iql.expectile_loss(diff, 0.5), [2.0, 2.0])
+
+
+def test_expectile_loss_minimiser_is_the_upper_expectile():
+    """IQL's V(s) is the tau-expectile of Q(s, a) over dataset actions: above the mean for tau > 0.5.
+    For Q uniform on [-1, 1] and tau = 0.9 the expectile solves 0.9 (1 - v)^2 = 0.1 (1 + v)^2: v = 0.5."""
+    q_values = jnp.linspace(-1, 1, 4001)
+    candidates = jnp.linspace(-1, 1, 2001)
+    losses = jax.vmap(lambda v: iql.expectile_loss(q_values - v, 0.9).mean())(candidates)
+    assert float(candidates[jnp.argmin(losses)]) == pytest.approx(0.5, abs=0.01)
+
+
+def test_gaussian_log_prob_matches_the_closed_form():
+    mean = jnp.array([[0.1, -0.2]])
+    log_std = jnp.log(jnp.array([[0.5, 2.0]]))
+    action = jnp.array([[0.3, 0.4]])
+    expected = sum(
+        -0.5 * ((a - m) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)
+        for a, m, s in [(0.3, 0.1, 0.5), (0.4, -0.2, 2.0)]
+    )
+    np.testing.assert_allclose(gaussian_log_prob(mean, log_std, action), [expected], rtol=1e-5)
+
+
+def test_td3_bc_actor_loss_scales_q_by_alpha_over_mean_abs_q():
+    """At alpha = 0 the actor update is pure behaviour cloning: the policy approaches the data."""
+    batch = random_batch()
+    config = td3_bc.Config(hidden_dims=(32, 32), alpha=0.0, policy_freq=1, actor_learning_rate=3e-3)
+    state = td3_bc.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    update = jax.jit(lambda s: td3_bc.update(s, batch, config))
+    first = None
+    for _ in range(300):
+        state, metrics = update(state)
+        first = first if first is not None else float(metrics["bc_loss"])
+    assert float(metrics["actor_loss"]) == pytest.approx(float(metrics["bc_loss"]), rel=1e-5)
+    assert float(metrics["bc_loss"]) < 0.2 * first
+
+
+def test_td3_bc_updates_the_actor_every_policy_freq_steps():
+    batch = random_batch()
+    config = td3_bc.Config(hidden_dims=(16,), policy_freq=2)
+    state = td3_bc.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    update = jax.jit(lambda s: td3_bc.update(s, batch, config))
+    state, metrics_0 = update(state)   # step 0: actor updates
+    actor_after_0 = state.actor.params
+    state, metrics_1 = update(state)   # step 1: critic only
+    assert np.isfinite(float(metrics_0["actor_loss"])) and np.isnan(float(metrics_1["actor_loss"]))
+    jax.tree.map(np.testing.assert_array_equal, actor_after_0, state.actor.params)
+
+
+def test_bc_loss_is_mean_squared_error_of_actions():
+    batch = random_batch()
+    config = bc.Config(hidden_dims=(16,))
+    state = bc.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    predicted = bc.act(state, batch.observations, jax.random.PRNGKey(0), True)
+    _, metrics = bc.update(state, batch, config)
+    np.testing.assert_allclose(float(metrics["actor_loss"]), float(jnp.mean((predicted - batch.actions) ** 2)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_contract(name):
+    """Config is frozen; update is pure (same inputs, same outputs); act is batched and in [-1, 1]."""
+    algo = ALGORITHMS[name]
+    config = algo.Config(hidden_dims=(16, 16))
+    with pytest.raises(Exception):
+        config.batch_size = 1  # frozen dataclass
+    state = algo.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    batch = random_batch()
+    update = jax.jit(lambda s: algo.update(s, batch, config))
+    _, metrics_a = update(state)
+    _, metrics_b = update(state)
+    assert {k: float(v) for k, v in metrics_a.items() if np.isfinite(v)} == {k: float(v) for k, v in metrics_b.items() if np.isfinite(v)}
+    for deterministic in (True, False):
+        actions = algo.act(state, batch.observations * 100, jax.random.PRNGKey(1), deterministic)
+        assert actions.shape == (64, 2) and float(jnp.abs(actions).max()) <= 1.0
+    assert algo.NAME == name and algo.DESCRIPTION and algo.PAPER
