@@ -12,9 +12,9 @@ they are never guessed from a file name: D4RL's published scores belong to the r
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetMetadata
+from offrl.atomic import atomic_write_bytes
 from offrl.errors import DatasetError
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
@@ -354,15 +355,7 @@ def write_npz(dataset: Dataset, path: str | os.PathLike) -> Path:
         payload["action_high"] = np.asarray(meta.action_high, dtype=np.float32)
     payload["provenance_json"] = np.asarray(json.dumps(to_jsonable(meta.provenance)))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.savez(buffer, **payload)
+    atomic_write_bytes(path, buffer.getvalue())
     return path

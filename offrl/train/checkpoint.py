@@ -10,7 +10,7 @@ import numpy as np
 from flax import serialization
 
 from offrl.errors import ConfigError
-from offrl.train.atomic import atomic_write_bytes
+from offrl.atomic import atomic_write_bytes
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from offrl.errors import ConfigError
-from offrl.train.atomic import atomic_write_json
+from offrl.atomic import atomic_write_json
 
 
 class RunDirectory:
