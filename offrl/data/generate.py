@@ -21,7 +21,10 @@ section 5 and appendix), with offrl's own SAC as the behaviour agent:
 `ref_min_score` is the random policy's mean return and `ref_max_score` the expert policy's,
 both over `max(10, eval_episodes)` episodes, and stored in every level of the suite. A level is
 written atomically (`write_minari` renames a finished temporary directory into place); a rerun
-skips the levels that already exist and says so, or replaces them with `overwrite`.
+skips the levels that already exist and says so, or replaces them with `overwrite`. A rerun that
+still needs the agent trains it again (same seed; CPU runs are close to, not bit-for-bit, the
+first) and measures the reference returns again, so levels written by different runs can carry
+slightly different reference scores; regenerate the whole suite with `overwrite` to align them.
 """
 
 from __future__ import annotations
@@ -252,7 +255,7 @@ def make_suite(
             medium = _pick_medium(agent["snapshots"], float(random_returns.mean()), float(expert_returns.mean()))
             agent["medium"] = medium
             say(f"medium: snapshot at step {medium['step']} with evaluated return {medium['return']:.1f}")
-        ref_max = float(expert_returns.mean()) if expert_returns is not None else _existing_ref_max(targets)
+        ref_max = float(expert_returns.mean()) if expert_returns is not None else _existing_ref_max(root, env_id, version)
         base = {
             "env_id": env_id,
             "env_version": _env_version(env_id),
@@ -436,15 +439,17 @@ def _pick_medium(snapshots: list[dict[str, Any]], random_return: float, final_re
     return {**best, "fraction": (best["return"] - random_return) / span}
 
 
-def _existing_ref_max(targets: dict[str, Path]) -> float | None:
-    """Without an agent (only `random` requested), reuse the suite's expert return if one exists."""
+def _existing_ref_max(root: Path, env_id: str, version: int) -> float | None:
+    """Without an agent (only `random` requested), reuse the suite's expert return if a level exists."""
     from offrl.data.load import load_dataset
 
-    for path in (p for p in targets.values() if (p / "data" / "metadata.json").exists()):
-        try:
-            return load_dataset(path).metadata.ref_max_score
-        except DatasetError:
-            continue
+    for level in LEVELS:
+        path = root / dataset_name(env_id, level, version)
+        if level != "random" and (path / "data" / "metadata.json").exists():
+            try:
+                return load_dataset(path).metadata.ref_max_score
+            except DatasetError:
+                continue
     return None
 
 
