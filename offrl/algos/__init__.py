@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from offrl.algos import bc, iql, td3_bc
+from offrl.algos import bc, cql, iql, rebrac, td3_bc
 from offrl.errors import ConfigError
 
-ALGORITHMS: dict[str, ModuleType] = {module.NAME: module for module in (bc, td3_bc, iql)}
+ALGORITHMS: dict[str, ModuleType] = {
+    module.NAME: module for module in (bc, td3_bc, iql, cql, rebrac)
+}
 
 
 def get_algorithm(name: str) -> ModuleType:

@@ -1,8 +1,11 @@
 """Plain Flax modules shared by algorithms. Imports no other offrl room."""
 
 from offrl.nets.critics import CriticEnsemble, ValueNetwork
+from offrl.nets.ensemble import apply_members, member_action_gradients
 from offrl.nets.mlp import MLP, default_init
 from offrl.nets.policies import DeterministicPolicy, GaussianPolicy, TanhGaussianPolicy
+from offrl.nets.scalar import LogScalar
+from offrl.nets.vae import ConditionalVAE
 
 __all__ = [
     "MLP",
@@ -12,4 +15,8 @@ __all__ = [
     "DeterministicPolicy",
     "GaussianPolicy",
     "TanhGaussianPolicy",
+    "LogScalar",
+    "ConditionalVAE",
+    "apply_members",
+    "member_action_gradients",
 ]

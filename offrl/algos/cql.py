@@ -1,0 +1,197 @@
+"""Conservative Q-Learning (Kumar, Zhou, Tucker & Levine, 2020), continuous CQL(H) on SAC.
+
+SAC's critic loss plus a penalty that pushes Q down on actions the policy or a uniform
+distribution proposes and up on the dataset's actions:
+    penalty = weight * (temp * logsumexp_j(Q(s, a_j) / temp) - Q(s, a_data))
+The logsumexp is importance-sampled (CQL(H), "min_q_version 3" in the reference code) over
+N uniform actions, N policy actions at s and N policy actions at s' (all scored at s):
+    [Q(s, a_unif) - log(0.5^d), Q(s, a~pi(s)) - log pi(a|s), Q(s, a'~pi(s')) - log pi(a'|s')]
+With `lagrange` the weight becomes weight * alpha' with alpha' tuned so the penalty's gap
+stays at `target_action_gap` (the paper's "CQL(H) with Lagrange", used there for AntMaze).
+Defaults are the reference code's D4RL gym settings (aviralkumar2/CQL README, cql_mujoco_new.py):
+policy lr 1e-4, Q lr 3e-4, min_q_weight 5.0, 10 sampled actions, no Lagrange,
+deterministic backup (no entropy bonus in the target), three hidden layers of 256.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from flax.training.train_state import TrainState
+
+from offrl.nets import CriticEnsemble, LogScalar, TanhGaussianPolicy
+from offrl.types import Batch, Spec
+
+NAME = "cql"
+DESCRIPTION = "Conservative Q-Learning: SAC with a logsumexp penalty on out-of-distribution Q-values."
+PAPER = "Kumar, Zhou, Tucker & Levine 2020, Conservative Q-Learning for Offline Reinforcement Learning"
+
+
+@dataclass(frozen=True)
+class Config:
+    actor_learning_rate: float = 1e-4  # reference README for gym: --policy_lr=1e-4 (CORL uses 3e-5)
+    critic_learning_rate: float = 3e-4  # reference qf_lr
+    temperature_learning_rate: float = 3e-4  # SAC's alpha lr in the reference code
+    lagrange_learning_rate: float = 3e-4  # alpha' optimiser (reference and CORL: the Q lr)
+    hidden_dims: tuple[int, ...] = (256, 256, 256)  # reference cql_mujoco_new.py: [M, M, M], M = 256
+    batch_size: int = 256
+    discount: float = 0.99
+    tau: float = 0.005  # reference soft_target_tau
+    cql_weight: float = 5.0  # reference README for gym: --min_q_weight=5.0 (CORL's gym configs use 10.0)
+    cql_temperature: float = 1.0  # reference temp
+    num_sampled_actions: int = 10  # reference num_random
+    lagrange: bool = False  # reference README for gym: --lagrange_thresh=-1 (off)
+    target_action_gap: float = 5.0  # reference README for AntMaze: --lagrange_thresh=5.0
+    init_temperature: float = 1.0
+    target_entropy: float | None = None  # None: -action_dim (SAC heuristic)
+    normalize_observations: bool = False  # the reference code does not normalise states
+    normalize_rewards: bool = False
+
+
+@struct.dataclass
+class State:
+    actor: TrainState
+    critic: TrainState
+    critic_target: dict
+    temperature: TrainState
+    lagrange: TrainState
+    rng: jax.Array
+
+
+def init(key: jax.Array, spec: Spec, config: Config) -> State:
+    actor_key, critic_key, rng = jax.random.split(key, 3)
+    observation = jnp.zeros((1, spec.observation_dim))
+    action = jnp.zeros((1, spec.action_dim))
+    actor = TanhGaussianPolicy(spec.action_dim, config.hidden_dims)
+    critic = CriticEnsemble(config.hidden_dims, num_critics=2)
+    critic_params = critic.init(critic_key, observation, action)
+    temperature, lagrange = LogScalar(config.init_temperature), LogScalar(1.0)
+    return State(
+        actor=TrainState.create(apply_fn=actor.apply, params=actor.init(actor_key, observation), tx=optax.adam(config.actor_learning_rate)),
+        critic=TrainState.create(apply_fn=critic.apply, params=critic_params, tx=optax.adam(config.critic_learning_rate)),
+        critic_target=critic_params,
+        temperature=TrainState.create(apply_fn=temperature.apply, params=temperature.init(rng), tx=optax.adam(config.temperature_learning_rate)),
+        lagrange=TrainState.create(apply_fn=lagrange.apply, params=lagrange.init(rng), tx=optax.adam(config.lagrange_learning_rate)),
+        rng=rng,
+    )
+
+
+def _sample(actor: TrainState, params: dict, observations: jax.Array, key: jax.Array):
+    return actor.apply_fn(params, observations, key, method=TanhGaussianPolicy.sample)
+
+
+def conservative_penalty(q_sampled: jax.Array, q_data: jax.Array, temperature: float) -> jax.Array:
+    """Per-critic temp * logsumexp over sampled (already importance-corrected) Q-values minus Q on data.
+
+    q_sampled: (num_critics, num_samples, batch); q_data: (num_critics, batch). Returns (num_critics,).
+    Minimising it lowers Q where the sampled actions are and raises it on the dataset's actions.
+    """
+    logsumexp = temperature * jax.nn.logsumexp(q_sampled / temperature, axis=1)
+    return (logsumexp - q_data).mean(axis=-1)
+
+
+def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str, jax.Array]]:
+    rng, policy_key, uniform_key, actor_key = jax.random.split(state.rng, 4)
+    batch_size, action_dim = batch.actions.shape
+    n = config.num_sampled_actions
+    alpha = jnp.exp(state.temperature.apply_fn(state.temperature.params))
+
+    # One policy call samples N actions at s and N at s' (rows: sample-major, then batch).
+    tile = lambda x: jnp.broadcast_to(x, (n, *x.shape)).reshape(n * batch_size, -1)  # noqa: E731
+    policy_actions, policy_log_probs = _sample(
+        state.actor, state.actor.params,
+        jnp.concatenate([tile(batch.observations), tile(batch.next_observations)]), policy_key,
+    )
+    policy_actions, policy_log_probs = jax.lax.stop_gradient((policy_actions, policy_log_probs))
+    current_actions, next_actions = jnp.split(policy_actions, 2)
+    current_log_probs, next_log_probs = jnp.split(policy_log_probs, 2)
+
+    # Bellman target: the first of the N next-state samples is an ordinary draw from pi(.|s').
+    # Deterministic backup (no -alpha log pi term), as in the reference code for gym.
+    next_q = state.critic.apply_fn(state.critic_target, batch.next_observations, next_actions[:batch_size]).min(axis=0)
+    target_q = batch.rewards + config.discount * (1.0 - batch.dones) * next_q
+
+    uniform_actions = jax.random.uniform(uniform_key, (n * batch_size, action_dim), minval=-1.0, maxval=1.0)
+    # Every Q evaluation of the critic loss in one ensemble call: 3N sampled actions per state + the data.
+    all_observations = jnp.concatenate([tile(batch.observations)] * 3 + [batch.observations])
+    all_actions = jnp.concatenate([uniform_actions, current_actions, next_actions, batch.actions])
+    importance = jnp.concatenate([
+        jnp.full((n * batch_size,), action_dim * jnp.log(2.0)),  # -log density of U[-1, 1]^d
+        -current_log_probs,
+        -next_log_probs,
+    ]).reshape(3 * n, batch_size)
+    lagrange_multiplier = jnp.clip(jnp.exp(state.lagrange.apply_fn(state.lagrange.params)), 0.0, 1e6)
+
+    def critic_loss_fn(params):
+        q_all = state.critic.apply_fn(params, all_observations, all_actions)
+        q_sampled = q_all[:, : 3 * n * batch_size].reshape(-1, 3 * n, batch_size) + importance
+        q_data = q_all[:, 3 * n * batch_size :]
+        bellman_loss = ((q_data - target_q) ** 2).mean(axis=1).sum()
+        gap = conservative_penalty(q_sampled, q_data, config.cql_temperature)  # (num_critics,)
+        if config.lagrange:
+            penalty = (lagrange_multiplier * config.cql_weight * (gap - config.target_action_gap)).sum()
+        else:
+            penalty = (config.cql_weight * gap).sum()
+        q_uniform = q_all[:, : n * batch_size].mean()
+        return bellman_loss + penalty, (bellman_loss, penalty, gap, q_data, q_uniform)
+
+    (critic_loss, (bellman_loss, penalty, gap, q_data, q_uniform)), grads = jax.value_and_grad(
+        critic_loss_fn, has_aux=True
+    )(state.critic.params)
+    critic = state.critic.apply_gradients(grads=grads)
+    critic_target = optax.incremental_update(critic.params, state.critic_target, config.tau)
+
+    def lagrange_loss_fn(params):
+        multiplier = jnp.clip(jnp.exp(state.lagrange.apply_fn(params)), 0.0, 1e6)
+        # alpha' grows while the gap exceeds the target (reference: loss = -penalty, averaged over critics).
+        return -(multiplier * config.cql_weight * (jax.lax.stop_gradient(gap) - config.target_action_gap)).mean()
+
+    if config.lagrange:
+        lagrange_loss, lagrange_grads = jax.value_and_grad(lagrange_loss_fn)(state.lagrange.params)
+        lagrange = state.lagrange.apply_gradients(grads=lagrange_grads)
+    else:
+        lagrange_loss, lagrange = jnp.full((), jnp.nan), state.lagrange
+
+    def actor_loss_fn(params):
+        actions, log_probs = _sample(state.actor, params, batch.observations, actor_key)
+        q_pi = critic.apply_fn(critic.params, batch.observations, actions).min(axis=0)
+        return (alpha * log_probs - q_pi).mean(), log_probs
+
+    (actor_loss, log_probs), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor.params)
+    actor = state.actor.apply_gradients(grads=actor_grads)
+
+    entropy = -jax.lax.stop_gradient(log_probs).mean()
+    goal = -float(action_dim) if config.target_entropy is None else float(config.target_entropy)
+    temperature_loss, temperature_grads = jax.value_and_grad(
+        lambda params: state.temperature.apply_fn(params) * (entropy - goal)
+    )(state.temperature.params)
+    temperature = state.temperature.apply_gradients(grads=temperature_grads)
+
+    new_state = State(
+        actor=actor, critic=critic, critic_target=critic_target, temperature=temperature, lagrange=lagrange, rng=rng
+    )
+    metrics = {
+        "critic_loss": critic_loss,
+        "bellman_loss": bellman_loss,
+        "cql_penalty": penalty,
+        "cql_gap": gap.mean(),
+        "actor_loss": actor_loss,
+        "alpha": alpha,
+        "lagrange_multiplier": lagrange_multiplier,
+        "lagrange_loss": lagrange_loss,
+        "entropy": entropy,
+        "q_data_mean": q_data.mean(),
+        "q_uniform_mean": q_uniform,
+    }
+    return new_state, metrics
+
+
+def act(state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
+    if deterministic:
+        return state.actor.apply_fn(state.actor.params, observations)
+    actions, _ = _sample(state.actor, state.actor.params, observations, key)
+    return actions

@@ -1,0 +1,128 @@
+"""The characteristic piece of each zoo algorithm (CQL, ReBRAC, AWAC, SAC-N/EDAC, %BC, SPOT),
+checked against its formula or the property it exists for."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from offrl.algos import cql, rebrac
+from offrl.data.filtering import filter_top_episodes
+from offrl.errors import ConfigError
+from offrl.nets import ConditionalVAE, CriticEnsemble, member_action_gradients
+from offrl.types import Batch, Spec
+
+
+def random_batch(n=64, obs_dim=4, action_dim=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return Batch(
+        observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
+        actions=jnp.asarray(rng.uniform(-0.9, 0.9, size=(n, action_dim)), jnp.float32),
+        rewards=jnp.asarray(rng.normal(size=n), jnp.float32),
+        next_observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
+        dones=jnp.asarray(rng.uniform(size=n) < 0.1, jnp.float32),
+    )
+
+
+# --- CQL -------------------------------------------------------------------------------------
+
+
+def test_cql_penalty_is_temperature_logsumexp_minus_data_q():
+    rng = np.random.default_rng(0)
+    q_sampled, q_data = rng.normal(size=(2, 6, 5)), rng.normal(size=(2, 5))
+    expected = (2.0 * np.log(np.exp(q_sampled / 2.0).sum(axis=1)) - q_data).mean(axis=-1)
+    np.testing.assert_allclose(cql.conservative_penalty(jnp.asarray(q_sampled), jnp.asarray(q_data), 2.0), expected, rtol=1e-5)
+
+
+def test_cql_penalty_pushes_down_out_of_distribution_actions():
+    """Training on one fixed batch opens a gap: Q on uniform (out-of-distribution) actions ends
+    below Q on the data's actions, and the logsumexp gap the penalty minimises shrinks."""
+    batch = random_batch(n=64)
+    config = cql.Config(hidden_dims=(32, 32), num_sampled_actions=4, critic_learning_rate=1e-3)
+    state = cql.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    uniform = jax.random.uniform(jax.random.PRNGKey(3), (4, *batch.actions.shape), minval=-1.0, maxval=1.0)
+
+    def data_minus_uniform_q(state):
+        q_data = state.critic.apply_fn(state.critic.params, batch.observations, batch.actions)
+        q_uniform = jax.vmap(lambda a: state.critic.apply_fn(state.critic.params, batch.observations, a))(uniform)
+        return float((q_data - q_uniform.mean(axis=0)).mean())
+
+    update = jax.jit(lambda s: cql.update(s, batch, config))
+    initial_gap = data_minus_uniform_q(state)
+    state, first = update(state)
+    for _ in range(200):
+        state, metrics = update(state)
+    assert abs(initial_gap) < 0.1
+    assert data_minus_uniform_q(state) > initial_gap + 0.25
+    assert float(metrics["cql_gap"]) < float(first["cql_gap"])
+
+
+def test_cql_lagrange_multiplier_grows_when_gap_exceeds_target():
+    batch = random_batch()
+    config = cql.Config(hidden_dims=(16, 16), num_sampled_actions=2, lagrange=True, target_action_gap=-100.0)
+    state = cql.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    update = jax.jit(lambda s: cql.update(s, batch, config))
+    for _ in range(5):
+        state, metrics = update(state)
+    assert float(metrics["lagrange_multiplier"]) > 1.0  # gap (> -100) exceeds the target: alpha' rises
+
+
+# --- ReBRAC ----------------------------------------------------------------------------------
+
+
+def test_rebrac_critic_target_subtracts_bc_penalty_on_next_actions():
+    batch = random_batch()
+    next_data_actions = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (64, 2)), jnp.float32)
+    key = jax.random.PRNGKey(7)
+    plain = rebrac.Config(hidden_dims=(16, 16), critic_bc_coef=0.0)
+    penalised = rebrac.Config(hidden_dims=(16, 16), critic_bc_coef=0.5)
+    state = rebrac.init(jax.random.PRNGKey(0), Spec(4, 2), plain)
+    difference = rebrac.bellman_target(state, batch, next_data_actions, key, plain) - rebrac.bellman_target(
+        state, batch, next_data_actions, key, penalised
+    )
+    # The same noise key gives the same smoothed target action a'.
+    noise = jnp.clip(jax.random.normal(key, batch.actions.shape) * plain.policy_noise, -plain.noise_clip, plain.noise_clip)
+    next_actions = jnp.clip(state.actor.apply_fn(state.actor_target, batch.next_observations) + noise, -1.0, 1.0)
+    expected = plain.discount * (1.0 - batch.dones) * 0.5 * ((next_actions - next_data_actions) ** 2).sum(-1)
+    np.testing.assert_allclose(difference, expected, rtol=1e-4, atol=1e-5)
+    assert float(expected.max()) > 0.1
+
+
+def test_rebrac_critics_use_layer_norm():
+    state = rebrac.init(jax.random.PRNGKey(0), Spec(4, 2), rebrac.Config(hidden_dims=(16, 16)))
+    names = jax.tree_util.tree_flatten_with_path(state.critic.params)[0]
+    assert any("LayerNorm" in jax.tree_util.keystr(path) for path, _ in names)
+
+
+# --- SAC-N / EDAC ----------------------------------------------------------------------------
+
+
+def test_member_action_gradients_match_per_critic_jacobians():
+    critic = CriticEnsemble((16, 16), num_critics=3)
+    batch = random_batch(n=5)
+    params = critic.init(jax.random.PRNGKey(0), batch.observations, batch.actions)
+    gradients = member_action_gradients(critic, params, batch.observations, batch.actions)
+    for b in range(5):
+        jacobian = jax.jacobian(lambda a: critic.apply(params, batch.observations[b : b + 1], a[None])[:, 0])(batch.actions[b])
+        np.testing.assert_allclose(gradients[:, b], jacobian, rtol=1e-4, atol=1e-6)
+
+
+# --- %BC -------------------------------------------------------------------------------------
+
+
+def test_filter_top_episodes_keeps_the_best_whole_episodes(make_dataset, aligned):
+    dataset = make_dataset([5, 7, 3, 6, 4, 8, 2, 5, 6, 4], ends=["terminal", "timeout"] * 5)
+    returns = dataset.episode_returns()
+    filtered = filter_top_episodes(dataset, 0.3)
+    assert filtered.num_episodes == 3
+    np.testing.assert_allclose(np.sort(filtered.episode_returns()), np.sort(returns)[-3:], rtol=1e-6)
+    aligned(filtered)
+    filtered.validate()
+    assert filtered.metadata.provenance["filter"]["episodes_kept"] == 3
+    assert filter_top_episodes(dataset, 0.01).num_episodes == 1  # at least one episode
+    with pytest.raises(ConfigError):
+        filter_top_episodes(dataset, 0.0)
+
+
