@@ -2,7 +2,8 @@
 
 Flags are generated from the same dataclass configs the Python API uses, so `--help` always
 lists every hyperparameter with its default. Bad input ends with one sentence on stderr and
-exit code 2; `--debug` shows the traceback instead.
+exit code 2, a diverged training run with one sentence and exit code 3; `--debug` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import re
 import sys
 import time
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from offrl.errors import ConfigError, OffrlInputError
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
 
 
 # --------------------------------------------------------------------- dataclass -> flags
@@ -69,13 +72,15 @@ def add_config_arguments(
 
 
 def config_from_args(config_class: type, args: argparse.Namespace) -> Any:
+    return config_class(**_given(config_class, args))
+
+
+def _given(config_class: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of `config_class` given as flags (absent flags are not in `args`)."""
     prefix = f"{config_class.__name__}."
-    values = {key[len(prefix):]: value for key, value in vars(args).items() if key.startswith(prefix)}
+    given = {key[len(prefix):]: value for key, value in vars(args).items() if key.startswith(prefix)}
     hints = typing.get_type_hints(config_class)
-    for name, value in values.items():
-        if typing.get_origin(hints[name]) is tuple:
-            values[name] = tuple(value)
-    return config_class(**values)
+    return {name: tuple(value) if typing.get_origin(hints[name]) is tuple else value for name, value in given.items()}
 
 
 # --------------------------------------------------------------------------- commands
@@ -100,6 +105,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from offrl.train.offline import TrainConfig, train_offline
 
     algo = get_algorithm(args.algorithm)
+    if args.resume:
+        return _resume_train(args, algo)
+    if not args.dataset:
+        raise ConfigError("--dataset is missing; expected a dataset path or registered name (or --resume RUN_DIR).")
     algo_config = config_from_args(algo.Config, args)
     train_config = config_from_args(TrainConfig, args)
     train_config.validate()
@@ -109,12 +118,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs") / f"{algo.NAME}-{dataset_name}-seed{train_config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = train_offline(
         algo, algo_config, dataset, train_config, run_dir,
-        dataset_reference={"argument": args.dataset, "name": dataset.metadata.name, "source": dataset.metadata.source},
+        dataset_reference={"argument": args.dataset, "name": dataset.metadata.name, "source": dataset.metadata.source,
+                           "data_dir": args.data_dir, "clip_actions": args.clip_actions},
         progress=not args.no_progress,
     )
+    return _print_train_result(result, dataset)
+
+
+def _resume_train(args: argparse.Namespace, algo) -> int:
+    """`offrl train ALGO --resume RUN_DIR`: the recorded config; flags given must agree with it."""
+    from offrl.train.offline import TrainConfig, load_recorded_dataset, recorded_run, train_offline
+
+    if args.run_dir and Path(args.run_dir) != Path(args.resume):
+        raise ConfigError(f"--run-dir {args.run_dir} and --resume {args.resume} name different runs; expected one of them.")
+    recorded_algo, algo_config, train_config, config = recorded_run(args.resume)
+    if recorded_algo.NAME != algo.NAME:
+        raise ConfigError(f"Run '{args.resume}' was trained with {recorded_algo.NAME}, not {algo.NAME}; expected `offrl train {recorded_algo.NAME} --resume {args.resume}`.")
+    # Flags given on the command line are applied; train_offline refuses any that change the run.
+    algo_config = dataclasses.replace(algo_config, **_given(algo.Config, args))
+    train_config = dataclasses.replace(train_config, **_given(TrainConfig, args))
+    if args.dataset:
+        dataset = _resolve_dataset(args.dataset, args.data_dir, args.clip_actions)
+    else:
+        dataset = load_recorded_dataset(config)
+    with warnings.catch_warnings():  # a skipped damaged checkpoint: one line, not a Python warning dump
+        warnings.showwarning = lambda message, *_, **__: print(f"offrl: warning: {message}", file=sys.stderr)
+        result = train_offline(algo, algo_config, dataset, train_config, args.resume,
+                               dataset_reference=config.get("dataset"), progress=not args.no_progress, resume=True)
+    return _print_train_result(result, dataset)
+
+
+def _print_train_result(result, dataset) -> int:
     summary = result.summary
     print(f"run directory: {result.run_dir}")
-    print(f"compile: {summary['compile_seconds']:.1f} s, training: {summary['updates_per_second']:.0f} updates/s")
+    if summary.get("resumed_from_steps"):
+        print(f"resumed from step {summary['resumed_from_steps'][-1]}")
+    if summary.get("updates_per_second"):
+        print(f"compile: {summary['compile_seconds']:.1f} s, training: {summary['updates_per_second']:.0f} updates/s")
     if summary.get("final_normalized_score") is not None:
         print(f"final normalized score: {summary['final_normalized_score']:.1f} (step {summary['final_step']})")
         print(f"best normalized score:  {summary['best_normalized_score']:.1f} (step {summary['best_step']})")
@@ -238,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       help=f"one of: {', '.join(sorted(ALGORITHMS))}")
     for name, module in sorted(ALGORITHMS.items()):
         sub = algorithms.add_parser(name, help=module.DESCRIPTION, description=f"{module.DESCRIPTION} ({module.PAPER})")
-        sub.add_argument("--dataset", required=True, help="dataset path (Minari dir, D4RL .hdf5, .npz) or registered name, e.g. 'default'")
+        sub.add_argument("--dataset", default=None, help="dataset path (Minari dir, D4RL .hdf5, .npz) or registered name, e.g. 'default' (required unless --resume)")
+        sub.add_argument("--resume", default=None, metavar="RUN_DIR",
+                         help="continue the run in RUN_DIR from its latest valid checkpoint, with its recorded configuration and dataset")
         sub.add_argument("--run-dir", default=None, help="where to write the run (default: runs/ALGO-DATASET-seedS-TIME)")
         sub.add_argument("--data-dir", default=None, help="offrl data directory (default: $OFFRL_DATA_DIR or ~/.offrl)")
         sub.add_argument("--clip-actions", action="store_true", help="clip dataset actions into the action space instead of refusing them")
@@ -298,6 +340,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"offrl: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as error:
+        from offrl.train.offline import DivergenceError
+
+        if debug or not isinstance(error, DivergenceError):
+            raise
+        print(f"offrl: error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
     except KeyboardInterrupt:
         print("offrl: interrupted", file=sys.stderr)
         return 130

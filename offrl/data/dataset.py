@@ -139,8 +139,20 @@ class Dataset:
         low, high = self.metadata.action_low, self.metadata.action_high
         if low is None or high is None:
             return
-        low = np.broadcast_to(np.asarray(low, np.float32), self.actions.shape[1:])
-        high = np.broadcast_to(np.asarray(high, np.float32), self.actions.shape[1:])
+        shape = self.actions.shape[1:]
+        try:
+            low = np.broadcast_to(np.asarray(low, np.float32), shape)
+            high = np.broadcast_to(np.asarray(high, np.float32), shape)
+        except (TypeError, ValueError):
+            raise DatasetError(
+                f"{where}: action bounds have shapes {np.shape(low)} and {np.shape(high)}; expected "
+                f"one number or {shape[0]} numbers each (one per action dimension)."
+            ) from None
+        if np.any(np.isnan(low)) or np.any(np.isnan(high)) or np.any(low > high):
+            raise DatasetError(
+                f"{where}: action bounds low {low.tolist()} and high {high.tolist()} are not ordered "
+                "numbers; expected low <= high in every dimension."
+            )
         outside = (self.actions < low - 1e-5) | (self.actions > high + 1e-5)
         if np.any(outside):
             row, col = (int(i) for i in np.argwhere(outside)[0])
