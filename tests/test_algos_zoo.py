@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl.algos import cql, rebrac
+from offrl.algos import cql, percent_bc, rebrac, sac_n, spot
 from offrl.data.filtering import filter_top_episodes
 from offrl.errors import ConfigError
 from offrl.nets import ConditionalVAE, CriticEnsemble, member_action_gradients
@@ -104,9 +104,9 @@ def test_member_action_gradients_match_per_critic_jacobians():
     batch = random_batch(n=5)
     params = critic.init(jax.random.PRNGKey(0), batch.observations, batch.actions)
     gradients = member_action_gradients(critic, params, batch.observations, batch.actions)
-    for b in range(5):
-        jacobian = jax.jacobian(lambda a: critic.apply(params, batch.observations[b : b + 1], a[None])[:, 0])(batch.actions[b])
-        np.testing.assert_allclose(gradients[:, b], jacobian, rtol=1e-4, atol=1e-6)
+    per_sample = jax.vmap(jax.jacobian(lambda o, a: critic.apply(params, o[None], a[None])[:, 0], argnums=1))
+    jacobians = per_sample(batch.observations, batch.actions)  # (batch, num_critics, action_dim)
+    np.testing.assert_allclose(gradients, jnp.swapaxes(jacobians, 0, 1), rtol=1e-4, atol=1e-6)
 
 
 # --- %BC -------------------------------------------------------------------------------------
@@ -126,3 +126,58 @@ def test_filter_top_episodes_keeps_the_best_whole_episodes(make_dataset, aligned
         filter_top_episodes(dataset, 0.0)
 
 
+def test_percent_bc_is_bc_with_a_top_fraction():
+    assert percent_bc.Config().top_fraction == 0.1
+    assert percent_bc.update is __import__("offrl.algos.bc", fromlist=["update"]).update
+
+
+# --- SPOT ------------------------------------------------------------------------------------
+
+
+def test_spot_vae_elbo_rises_on_data_and_exceeds_far_actions():
+    """Behaviour actions a = 0.8 tanh(s_0) (plus noise): training raises their ELBO, and the trained
+    VAE gives actions far from the behaviour (the negated ones) a much lower ELBO."""
+    rng = np.random.default_rng(0)
+    observations = jnp.asarray(rng.normal(size=(256, 3)), jnp.float32)
+    actions = 0.8 * jnp.tanh(observations[:, :1] * jnp.array([[1.0, -1.0]])) + 0.02 * jnp.asarray(rng.normal(size=(256, 2)), jnp.float32)
+    far_actions = -actions
+    vae = ConditionalVAE(action_dim=2, latent_dim=4, hidden_dims=(64, 64))
+    params = vae.init(jax.random.PRNGKey(0), observations, actions, jax.random.PRNGKey(1))
+    import optax
+
+    optimiser = optax.adam(1e-3)
+    opt_state = optimiser.init(params)
+    loss = lambda p, a, k: vae.apply(p, observations, a, k, 0.5, 8, method=ConditionalVAE.negative_elbo).mean()  # noqa: E731
+
+    @jax.jit
+    def step(params, opt_state, key):
+        grads = jax.grad(loss)(params, actions, key)
+        updates, opt_state = optimiser.update(grads, opt_state)
+        return optax.apply_updates(params, updates), opt_state
+
+    key = jax.random.PRNGKey(2)
+    before = float(loss(params, actions, key))
+    for i in range(400):
+        params, opt_state = step(params, opt_state, jax.random.fold_in(key, i))
+    after_data, after_far = float(loss(params, actions, key)), float(loss(params, far_actions, key))
+    assert after_data < 0.5 * before  # ELBO of dataset actions rose
+    assert after_far > after_data + 0.1  # and exceeds the ELBO of far-away actions
+
+
+def test_spot_pretrains_the_vae_then_freezes_it_for_td3():
+    batch = random_batch()
+    config = spot.Config(hidden_dims=(16, 16), vae_hidden_dims=(16, 16), vae_steps=2, policy_freq=1)
+    state = spot.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    update = jax.jit(lambda s: spot.update(s, batch, config))
+    initial = state
+    for _ in range(2):
+        state, metrics = update(state)  # VAE phase
+    assert np.isfinite(float(metrics["vae_loss"])) and np.isnan(float(metrics["actor_loss"]))
+    jax.tree.map(np.testing.assert_array_equal, initial.actor.params, state.actor.params)
+    vae_after_pretraining = state.vae.params
+    assert not np.allclose(initial.vae.params["params"]["decoder"]["Dense_0"]["kernel"], vae_after_pretraining["params"]["decoder"]["Dense_0"]["kernel"])
+    state, metrics = update(state)  # TD3 phase
+    assert np.isnan(float(metrics["vae_loss"])) and np.isfinite(float(metrics["actor_loss"]))
+    assert np.isfinite(float(metrics["support_penalty"]))
+    jax.tree.map(np.testing.assert_array_equal, vae_after_pretraining, state.vae.params)
+    assert not np.allclose(initial.actor.params["params"]["MLP_0"]["Dense_0"]["kernel"], state.actor.params["params"]["MLP_0"]["Dense_0"]["kernel"])

@@ -1,0 +1,23 @@
+"""%BC: behavioural cloning on the top X% of the dataset's episodes by return.
+
+Filtered BC is a strong baseline on mixed-quality data (Chen et al. 2021, Decision Transformer,
+Table 4 "%BC"; CORL `any_percent_bc.py` with frac = 0.1). The algorithm is plain BC; the
+filtering is a data transform (`offrl.data.filtering.filter_top_episodes`) that the engine
+applies because this Config has a `top_fraction` field: an algorithm never sees the dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from offrl.algos.bc import State, act, init, update  # noqa: F401  (the learning rule is BC's)
+from offrl.algos import bc
+
+NAME = "percent_bc"
+DESCRIPTION = "Filtered behavioural cloning on the top fraction of episodes by return."
+PAPER = "Chen et al. 2021, Decision Transformer (%BC baseline); settings from CORL any_percent_bc"
+
+
+@dataclass(frozen=True)
+class Config(bc.Config):
+    top_fraction: float = 0.1  # CORL any_percent_bc: frac 0.1 (the "10% BC" of the D4RL tables)
