@@ -68,6 +68,7 @@ def add_config_arguments(
             kwargs["help"] = f"(default: {shown})"
         if field.name in comments:
             kwargs["help"] = f"{comments[field.name]} {kwargs['help']}"
+        kwargs["help"] = kwargs["help"].replace("%", "%%")  # argparse %-formats help strings
         group.add_argument(_flag(field.name), **kwargs)
 
 
@@ -277,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     algorithms = train.add_subparsers(dest="algorithm", required=True, metavar="ALGO",
                                       help=f"one of: {', '.join(sorted(ALGORITHMS))}")
     for name, module in sorted(ALGORITHMS.items()):
-        sub = algorithms.add_parser(name, help=module.DESCRIPTION, description=f"{module.DESCRIPTION} ({module.PAPER})")
+        sub = algorithms.add_parser(name, help=module.DESCRIPTION.replace("%", "%%"), description=f"{module.DESCRIPTION} ({module.PAPER})")
         sub.add_argument("--dataset", default=None, help="dataset path (Minari dir, D4RL .hdf5, .npz) or registered name, e.g. 'default' (required unless --resume)")
         sub.add_argument("--resume", default=None, metavar="RUN_DIR",
                          help="continue the run in RUN_DIR from its latest valid checkpoint, with its recorded configuration and dataset")

@@ -128,12 +128,20 @@ def load_checkpoint_full(path: Path, template_state: Any) -> Checkpoint:
 
 
 def _match_template(template: Any, state: Any) -> Any:
-    """Refuse leaves whose shape or dtype differs from a freshly initialised state's."""
-    for (path, expected), actual in zip(jax.tree_util.tree_leaves_with_path(template), jax.tree.leaves(state)):
-        expected_shape, actual_shape = np.shape(expected), np.shape(actual)
-        if expected_shape != actual_shape:
-            raise ValueError(f"{jax.tree_util.keystr(path)} has shape {actual_shape}, expected {expected_shape}")
-    return state
+    """`state` with each leaf shaped and typed like a freshly initialised state's, so that the
+    program compiled for a fresh state runs a restored one unchanged (no retrace: a Python
+    scalar in the template, such as a step counter, stays a Python scalar)."""
+
+    def restore(path, expected, actual):
+        if np.shape(expected) != np.shape(actual):
+            raise ValueError(f"{jax.tree_util.keystr(path)} has shape {np.shape(actual)}, expected {np.shape(expected)}")
+        if isinstance(expected, (bool, int, float)):
+            return type(expected)(np.asarray(actual).item())
+        if getattr(expected, "weak_type", False) and np.ndim(actual) == 0:
+            return jax.numpy.asarray(np.asarray(actual).item())
+        return np.asarray(actual, dtype=np.asarray(expected).dtype if not hasattr(expected, "dtype") else expected.dtype)
+
+    return jax.tree_util.tree_map_with_path(restore, template, state)
 
 
 def load_checkpoint(path: Path, template_state: Any) -> tuple[Any, jax.Array, int]:
