@@ -96,3 +96,20 @@ def test_resume_with_no_valid_checkpoint_is_a_clear_error(finished_run, tmp_path
     err = capsys.readouterr().err
     one_sentence(code, err, "No valid checkpoint", "step_000000050.msgpack")
     assert err.startswith("offrl: warning: Checkpoint") and "step_000000050.msgpack' is corrupt" in err
+
+
+def test_a_run_killed_before_its_first_checkpoint_restarts_from_step_zero(finished_run, tmp_path, capsys):
+    from reliability_helpers import assert_same_run
+
+    run = tmp_path / "early"
+    shutil.copytree(finished_run[0], run)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({"status": "running", "started_at": summary["started_at"]}))
+    for path in (run / "checkpoints").iterdir():
+        path.unlink()
+    (run / "eval.jsonl").unlink()
+    with open(run / "metrics.jsonl", "a") as file:
+        file.write('{"step": 50, "actor_loss": 0.')  # killed mid-line
+    assert main(["train", "bc", "--resume", str(run), "--no-progress"]) == 0
+    assert "resumed from step 0" in capsys.readouterr().out
+    assert_same_run(run, finished_run[0])
