@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl.algos import cql, percent_bc, rebrac, sac_n, spot
+from offrl.algos import cql, edac, percent_bc, rebrac, sac_n, spot
 from offrl.data.filtering import filter_top_episodes
 from offrl.errors import ConfigError
 from offrl.nets import ConditionalVAE, CriticEnsemble, member_action_gradients
@@ -107,6 +107,44 @@ def test_member_action_gradients_match_per_critic_jacobians():
     per_sample = jax.vmap(jax.jacobian(lambda o, a: critic.apply(params, o[None], a[None])[:, 0], argnums=1))
     jacobians = per_sample(batch.observations, batch.actions)  # (batch, num_critics, action_dim)
     np.testing.assert_allclose(gradients, jnp.swapaxes(jacobians, 0, 1), rtol=1e-4, atol=1e-6)
+
+
+def test_edac_diversity_is_maximal_for_identical_critics_and_zero_for_orthogonal_gradients():
+    """1/(N-1) sum_{i!=j} cos(g_i, g_j): N when all critics agree, 0 for orthogonal gradients.
+    (Identical critics are the *worst* case the term penalises, not a zero of it.)"""
+    same = jnp.broadcast_to(jnp.array([[0.3, -1.2]]), (4, 8, 2))
+    assert float(edac.gradient_diversity(same)) == pytest.approx(4.0, rel=1e-5)
+    orthogonal = jnp.stack([jnp.tile(jnp.array([[1.0, 0.0]]), (8, 1)), jnp.tile(jnp.array([[0.0, 2.0]]), (8, 1))])
+    assert float(edac.gradient_diversity(orthogonal)) == pytest.approx(0.0, abs=1e-6)
+
+    critic = CriticEnsemble((16, 16), num_critics=4)
+    batch = random_batch()
+    params = critic.init(jax.random.PRNGKey(0), batch.observations, batch.actions)
+    clones = jax.tree.map(lambda p: jnp.broadcast_to(p[:1], p.shape), params)  # every member = member 0
+    diversity = lambda p: edac.gradient_diversity(member_action_gradients(critic, p, batch.observations, batch.actions))  # noqa: E731
+    assert float(diversity(clones)) == pytest.approx(4.0, rel=1e-4)
+    assert float(diversity(params)) < 4.0 - 0.1
+
+
+def test_edac_diversity_gradient_makes_action_gradients_less_aligned():
+    critic = CriticEnsemble((16, 16), num_critics=4)
+    batch = random_batch()
+    params = critic.init(jax.random.PRNGKey(0), batch.observations, batch.actions)
+    diversity = lambda p: edac.gradient_diversity(member_action_gradients(critic, p, batch.observations, batch.actions))  # noqa: E731
+    before = float(diversity(params))
+    for _ in range(20):
+        params = jax.tree.map(lambda p, g: p - 0.01 * g, params, jax.grad(diversity)(params))
+    assert float(diversity(params)) < before - 0.2
+
+
+def test_edac_update_reports_diversity_and_sac_n_does_not():
+    batch = random_batch()
+    for module, has_term in ((edac, True), (sac_n, False)):
+        config = module.Config(hidden_dims=(16, 16), num_critics=3)
+        state = module.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+        _, metrics = jax.jit(lambda s: module.update(s, batch, config))(state)
+        assert ("gradient_diversity" in metrics) == has_term
+        assert state.critic.params["params"]["Vmap_QNetwork_0"]["MLP_0"]["Dense_0"]["kernel"].shape[0] == 3
 
 
 # --- %BC -------------------------------------------------------------------------------------

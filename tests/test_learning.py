@@ -20,7 +20,7 @@ from offrl.train.offline import TrainConfig, train_offline
 # IQL swings between about -600 and -130 until ~20k updates on this data, then settles.
 BUDGETS = {
     "bc": 4_000, "td3bc": 10_000, "iql": 25_000, "cql": 6_000, "rebrac": 8_000,
-    "sac_n": 10_000, "percent_bc": 4_000, "spot": 12_000,
+    "sac_n": 10_000, "edac": 10_000, "percent_bc": 4_000, "spot": 12_000,
 }
 
 # Config changes on top of 64x64 networks, each with its reason; everything else is the default.
@@ -33,6 +33,8 @@ OVERRIDES = {
     # N = 10 deep critics is for D4RL's narrow datasets; half of this one is uniform actions. SAC-N
     # (like CQL) needs standardised states here: unnormalised it was still near -800 at 8k updates.
     "sac_n": {"num_critics": 5, "normalize_observations": True},
+    # Same setting for EDAC (with N = 3 it was at -640 after 10k updates in one run).
+    "edac": {"num_critics": 5, "normalize_observations": True},
     # 4k VAE updates, then 8k TD3 updates; a 750x750 VAE is for D4RL-size data.
     "spot": {"vae_steps": 4_000, "vae_hidden_dims": (64, 64)},
 }
