@@ -165,9 +165,10 @@ def train_offline(
                 run.unlock()
                 return result
             if summary.get("status") == "diverged":
+                step = (summary.get("divergence") or {}).get("step", "?")
                 raise ConfigError(
-                    f"Run '{run.path}' diverged ({summary.get('error', 'see summary.json')}); resuming it "
-                    "with the same configuration would diverge again, so start a new run instead."
+                    f"Run '{run.path}' diverged by step {step} (see its summary.json); resuming it with the "
+                    "same configuration would diverge again, so start a new run instead."
                 )
         except BaseException:
             run.unlock()

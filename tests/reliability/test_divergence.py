@@ -73,7 +73,8 @@ def test_q_beyond_the_bound_exits_3_with_one_sentence_and_cannot_be_resumed(tmp_
     assert checkpoint_files(run / "checkpoints") == []
 
     assert main(["train", "td3bc", "--resume", str(run), "--no-progress"]) == 2
-    assert "diverged" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "diverged by step 50" in err and len(err.strip().splitlines()) == 1
 
 
 def test_max_abs_q_must_be_positive(tmp_path, capsys):
