@@ -75,7 +75,8 @@ def test_help_lists_every_hyperparameter_with_its_default(name, capsys):
                 assert "--env ENV_ID" in help_text
                 continue
             assert "--" + field.name.replace("_", "-") in help_text, field.name
-    assert "(default: 256 256)" in help_text
+    default_widths = " ".join(map(str, ALGORITHMS[name].Config().hidden_dims))
+    assert f"(default: {default_widths})" in help_text
 
 
 def test_missing_file(tmp_path, capsys):

@@ -40,7 +40,10 @@ def test_short_run_writes_a_complete_run_directory(name, pendulum_dataset, tmp_p
 
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [50, 100, 150, 200]
-    assert all(np.isfinite(value) for m in metrics for value in m.values())
+    # NaN marks a quantity an algorithm did not compute in a chunk (e.g. SPOT's actor during VAE
+    # pretraining); infinities never appear, and every line has finite losses.
+    assert not any(np.isinf(value) for m in metrics for value in m.values())
+    assert all(any(np.isfinite(v) for k, v in m.items() if k.endswith("loss")) for m in metrics)
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals] == [100, 200]
     assert all(len(e["returns"]) == 2 and "normalized_score" in e for e in evals)
