@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from offrl.algos import get_algorithm
-from offrl.data.filtering import filter_top_episodes
 from offrl.train.offline import TrainConfig, train_offline
 
 # Updates per algorithm: enough for each to pass the threshold with a margin on this task.
@@ -48,8 +47,6 @@ def test_algorithm_learns_pendulum_swing_up(name, pendulum_dataset, pendulum_ref
     steps = BUDGETS[name]
     config = algo.Config(**{"hidden_dims": (64, 64), **OVERRIDES.get(name, {})})
     dataset = pendulum_dataset
-    if hasattr(config, "top_fraction"):  # what the engine is to do for %BC-style configs
-        dataset = filter_top_episodes(dataset, config.top_fraction)
     result = train_offline(
         algo,
         config,

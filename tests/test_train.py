@@ -165,3 +165,15 @@ def test_a_run_that_crashes_is_marked_failed_not_finished(pendulum_dataset, tmp_
         train_offline(algo, config, pendulum_dataset, SHORT, tmp_path / "run", progress=False)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "simulated crash" in summary["error"]
+
+
+def test_percent_bc_trains_on_the_top_episodes_only(pendulum_dataset):
+    from offrl.train.offline import prepare
+
+    algo = get_algorithm("percent_bc")
+    _, device_data = prepare(algo, algo.Config(top_fraction=0.25), pendulum_dataset, "Pendulum-v1")
+    returns = pendulum_dataset.episode_returns()
+    best = np.argsort(returns)[-10:]  # 25% of 40 episodes
+    assert device_data["rewards"].shape[0] == int(pendulum_dataset.episode_lengths[best].sum())
+    _, all_data = prepare(get_algorithm("bc"), get_algorithm("bc").Config(), pendulum_dataset, "Pendulum-v1")
+    assert all_data["rewards"].shape[0] == pendulum_dataset.num_transitions

@@ -28,6 +28,7 @@ import numpy as np
 
 import offrl
 from offrl.data.dataset import Dataset
+from offrl.data.filtering import filter_top_episodes
 from offrl.data.fingerprint import dataset_fingerprint
 from offrl.data.transforms import fit_normalizer, training_arrays
 from offrl.envs.factory import action_bounds, check_env_id
@@ -102,7 +103,13 @@ def _chunk_size(train: TrainConfig) -> int:
 
 
 def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | None):
-    """Fit the normaliser and put the transformed dataset on the device."""
+    """Fit the normaliser and put the transformed dataset on the device.
+
+    A Config with a `top_fraction` field (%BC) trains on the best episodes only; the normaliser
+    is fitted on what is trained on, as in CORL's any_percent_bc.
+    """
+    if getattr(algo_config, "top_fraction", None) is not None:
+        dataset = filter_top_episodes(dataset, algo_config.top_fraction)
     low = high = None
     if dataset.metadata.action_low is None and env_id is not None:
         low, high = action_bounds(env_id)
