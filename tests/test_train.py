@@ -177,3 +177,17 @@ def test_percent_bc_trains_on_the_top_episodes_only(pendulum_dataset):
     assert device_data["rewards"].shape[0] == int(pendulum_dataset.episode_lengths[best].sum())
     _, all_data = prepare(get_algorithm("bc"), get_algorithm("bc").Config(), pendulum_dataset, "Pendulum-v1")
     assert all_data["rewards"].shape[0] == pendulum_dataset.num_transitions
+
+
+def test_load_policy_skips_a_corrupted_latest_checkpoint(pendulum_dataset, tmp_path):
+    algo, config = small("bc")
+    result = train_offline(algo, config, pendulum_dataset, SHORT, tmp_path / "run", progress=False)
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("step_*.msgpack"))
+    observations = pendulum_dataset.observations[:5]
+    first_good = load_policy(tmp_path / "run", checkpoint=checkpoints[0])(observations)
+    latest = checkpoints[-1]
+    latest.write_bytes(latest.read_bytes()[: len(latest.read_bytes()) // 2])  # a torn write
+    with pytest.warns(UserWarning, match=latest.name):
+        policy = load_policy(tmp_path / "run")
+    np.testing.assert_allclose(policy(observations), first_good)
+    assert not np.allclose(first_good, result.policy(observations))

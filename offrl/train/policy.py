@@ -44,7 +44,7 @@ class Policy:
 def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None) -> Policy:
     """Load the policy of a finished (or checkpointed) run without the trainer."""
     from offrl.algos import get_algorithm
-    from offrl.train.checkpoint import latest_checkpoint, load_checkpoint
+    from offrl.train.checkpoint import latest_valid_checkpoint, load_checkpoint
     from offrl.train.configs import config_from_json
     from offrl.train.run_dir import RunDirectory
     from offrl.errors import ConfigError
@@ -55,9 +55,12 @@ def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None) -> Po
     algo_config = config_from_json(algo.Config, config["algorithm_config"], where=str(run.path / "config.json"))
     spec = Spec(**config["spec"])
     normalizer = Normalizer.from_json(config["normalizer"])
-    path = Path(checkpoint) if checkpoint else latest_checkpoint(run.checkpoints)
-    if path is None:
-        raise ConfigError(f"Run directory '{run.path}' has no checkpoint; expected checkpoints/step_*.msgpack.")
     template = algo.init(jax.random.PRNGKey(0), spec, algo_config)
-    state, _, _ = load_checkpoint(path, template)
-    return Policy(algo, state, normalizer)
+    if checkpoint:
+        state, _, _ = load_checkpoint(Path(checkpoint), template)
+        return Policy(algo, state, normalizer)
+    # The newest checkpoint that verifies; a corrupted newer one is reported and skipped.
+    found = latest_valid_checkpoint(run.checkpoints, template)
+    if found is None:
+        raise ConfigError(f"Run directory '{run.path}' has no checkpoint; expected checkpoints/step_*.msgpack.")
+    return Policy(algo, found.state, normalizer)
