@@ -39,8 +39,9 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from offrl.data.collect import episodes_to_dataset, finished_episodes
 from offrl.data.dataset import Dataset, DatasetMetadata
-from offrl.envs.factory import action_bounds, check_env_id, make_env, make_vector_env
+from offrl.envs.factory import action_bounds, check_env_id, make_env
 from offrl.errors import ConfigError, DatasetError
 
 LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -83,37 +84,19 @@ def collect_transitions(
         raise ConfigError(f"--size is {num_transitions}; expected a positive number of transitions.")
     rng = np.random.default_rng(seed)
     low, high = action_bounds(env_id)
-    envs = make_vector_env(env_id, num_envs)
     episodes: list[dict[str, np.ndarray]] = []
     stored = 0
-    buffers = [{field: [] for field in _FIELDS} for _ in range(num_envs)]
     returns: list[float] = []
-    try:
-        observations, _ = envs.reset(seed=seed)
-        while stored < num_transitions:
-            actions = np.clip(np.asarray(policy(observations.astype(np.float32), rng), np.float32), low, high)
-            next_observations, rewards, terminated, truncated, infos = envs.step(actions)
-            done = terminated | truncated
-            for i in range(num_envs):
-                buffer = buffers[i]
-                buffer["observations"].append(observations[i])
-                buffer["actions"].append(actions[i])
-                buffer["rewards"].append(rewards[i])
-                buffer["next_observations"].append(infos["final_obs"][i] if done[i] else next_observations[i])
-                buffer["terminals"].append(bool(terminated[i]))
-                buffer["timeouts"].append(bool(truncated[i] and not terminated[i]))
-                if done[i] and stored < num_transitions:
-                    episode = {field: np.asarray(values) for field, values in buffer.items()}
-                    episodes.append(episode)
-                    stored += len(episode["rewards"])
-                    returns.append(float(episode["rewards"].sum()))
-                if done[i]:
-                    buffers[i] = {field: [] for field in _FIELDS}
-            observations = next_observations
-            if on_step is not None and done.any():
-                on_step(min(stored, num_transitions), float(np.mean(returns[-10:])) if returns else None)
-    finally:
-        envs.close()
+    stream = finished_episodes(env_id, policy, rng, seed, num_envs)
+    for episode in stream:
+        episodes.append(episode)
+        stored += len(episode["rewards"])
+        returns.append(float(episode["rewards"].sum()))
+        if on_step is not None:
+            on_step(min(stored, num_transitions), float(np.mean(returns[-10:])))
+        if stored >= num_transitions:
+            break
+    stream.close()
     excess = stored - num_transitions
     if excess > 0:
         last = episodes[-1]
@@ -122,15 +105,9 @@ def collect_transitions(
         if not last["terminals"][-1]:
             last["timeouts"][-1] = True
         episodes[-1] = last
-    return _dataset_from_episodes(episodes, DatasetMetadata(
+    return episodes_to_dataset(episodes, DatasetMetadata(
         name=name, env_id=env_id, action_low=low, action_high=high,
     ))
-
-
-def _dataset_from_episodes(episodes: list[dict[str, np.ndarray]], metadata: DatasetMetadata) -> Dataset:
-    lengths = np.array([len(episode["rewards"]) for episode in episodes])
-    flat = {field: np.concatenate([episode[field] for episode in episodes]) for field in _FIELDS}
-    return Dataset(**flat, episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]), metadata=metadata)
 
 
 def concatenate(first: Dataset, second: Dataset, metadata: DatasetMetadata) -> Dataset:
