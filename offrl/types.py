@@ -25,6 +25,8 @@ class Batch:
     """A batch of transitions as algorithms receive it (already normalised by the engine).
 
     `dones` is 1.0 only where the MDP terminated (no bootstrap); time-limit truncations are 0.0.
+    Optional fields are present only for an algorithm that declares them in its module's
+    `EXTRA_FIELDS` (offrl.train.extra_fields); otherwise they are None.
     """
 
     observations: jnp.ndarray
@@ -32,3 +34,4 @@ class Batch:
     rewards: jnp.ndarray
     next_observations: jnp.ndarray
     dones: jnp.ndarray
+    mc_returns: jnp.ndarray | None = None  # Monte-Carlo return-to-go (Cal-QL's calibration bound)

@@ -16,6 +16,13 @@ import jax.numpy as jnp
 from offrl.types import Batch
 
 BATCH_FIELDS = ("observations", "actions", "rewards", "next_observations", "dones")
+OPTIONAL_BATCH_FIELDS = ("mc_returns",)  # gathered when `data` holds them (offrl.train.extra_fields)
+
+
+def gather_batch(data: dict[str, jax.Array], index: jax.Array) -> dict[str, jax.Array]:
+    """Rows `index` of every Batch field in `data` (the five always, optional ones when present)."""
+    names = BATCH_FIELDS + tuple(name for name in OPTIONAL_BATCH_FIELDS if name in data)
+    return {name: data[name][index] for name in names}
 
 
 def sample_batch(data: dict[str, jax.Array], key: jax.Array, batch_size: int, size: jax.Array | int | None = None) -> Batch:
@@ -25,7 +32,7 @@ def sample_batch(data: dict[str, jax.Array], key: jax.Array, batch_size: int, si
     """
     upper = data["rewards"].shape[0] if size is None else size
     index = jax.random.randint(key, (batch_size,), 0, upper)
-    return Batch(**{name: data[name][index] for name in BATCH_FIELDS})
+    return Batch(**gather_batch(data, index))
 
 
 def make_fused_update(algo: ModuleType, config: Any, num_updates: int) -> Callable:

@@ -109,6 +109,52 @@ def unscale_actions(actions, low, high):
     return low + (actions + 1.0) * 0.5 * (high - low)
 
 
+def allocate_buffer(capacity: int, spec: Spec, fields: tuple[str, ...] = REPLAY_FIELDS) -> dict[str, jax.Array]:
+    """A zero-filled replay buffer on the device: (capacity, dim) observations/actions, (capacity,) scalars."""
+    def shape(name: str) -> tuple[int, ...]:
+        if "observations" in name:
+            return (capacity, spec.observation_dim)
+        return (capacity, spec.action_dim) if name == "actions" else (capacity,)
+
+    return {name: jnp.zeros(shape(name), jnp.float32) for name in fields}
+
+
+def insert_rows(buffer: dict[str, jax.Array], transitions: dict[str, jax.Array], position: jax.Array) -> dict[str, jax.Array]:
+    """Write the transitions (one row per sub-env) at `position`, wrapping around the capacity (jit-able)."""
+    capacity = next(iter(buffer.values())).shape[0]
+    count = next(iter(transitions.values())).shape[0]
+    rows = (position + jnp.arange(count)) % capacity
+    return {name: buffer[name].at[rows].set(transitions[name]) for name in buffer}
+
+
+def step_envs(envs: Any, observations: np.ndarray, actions: np.ndarray, low: np.ndarray, high: np.ndarray):
+    """Step the vector env with actions in [-1, 1]; returns (transitions, next_observations, done, rewards).
+
+    `transitions` holds raw (unnormalised) `observations, actions, rewards, next_observations,
+    dones, timeouts`: `next_observations` is each sub-env's true next observation (the final one,
+    from `infos["final_obs"]`, where an episode ended), `dones` the terminations (no bootstrap)
+    and `timeouts` the truncations that were not also terminations. The returned
+    `next_observations` are what the agent sees next (already the next episode's first where an
+    episode ended). `rewards` are the env's own (float64), for exact episode returns.
+    """
+    actions = np.asarray(actions, np.float32)
+    env_actions = np.clip(unscale_actions(actions, low, high), low, high)
+    next_observations, rewards, terminated, truncated, infos = envs.step(env_actions)
+    done = terminated | truncated
+    true_next = np.array(next_observations, dtype=np.float32, copy=True)
+    for i in np.flatnonzero(done):
+        true_next[i] = infos["final_obs"][i]
+    transitions = {
+        "observations": np.asarray(observations, np.float32),
+        "actions": actions,
+        "rewards": np.asarray(rewards, np.float32),
+        "next_observations": true_next,
+        "dones": terminated.astype(np.float32),
+        "timeouts": (truncated & ~terminated).astype(np.float32),
+    }
+    return transitions, next_observations.astype(np.float32), done, rewards
+
+
 def make_stochastic_policy(algo: ModuleType, state: Any, low: np.ndarray, high: np.ndarray,
                            deterministic: bool = False) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
     """`policy(observations, rng) -> env actions` for `collect_episodes`; randomness drawn from `rng`."""
@@ -163,30 +209,18 @@ def train_online(
     key = jax.random.PRNGKey(online.seed)
     init_key, key = jax.random.split(key)
     state = initial_state if initial_state is not None else algo.init(init_key, spec, algo_config)
-    buffer = {
-        name: jnp.zeros((capacity, spec.observation_dim) if "observations" in name else
-                        (capacity, spec.action_dim) if name == "actions" else (capacity,), jnp.float32)
-        for name in REPLAY_FIELDS
-    }
+    buffer = allocate_buffer(capacity, spec)
     env_index = np.zeros(capacity, dtype=np.int32)
-
-    def insert(buffer, transitions, position):
-        rows = (position + jnp.arange(num_envs)) % capacity
-        return {name: buffer[name].at[rows].set(transitions[name]) for name in REPLAY_FIELDS}
-
     fused_update = make_fused_update(algo, algo_config, online.updates_per_step * num_envs)
 
-    def insert_only(buffer, transitions, position):
-        return insert(buffer, transitions, position)
-
     def learn_step(state, buffer, transitions, position, size, observations, key):
-        buffer = insert(buffer, transitions, position)
+        buffer = insert_rows(buffer, transitions, position)
         update_key, act_key = jax.random.split(key)
         state, metrics = fused_update(state, buffer, update_key, size)
         actions = algo.act(state, observations, act_key, False)
         return state, buffer, actions, metrics
 
-    insert_jit = jax.jit(insert_only, donate_argnums=0)
+    insert_jit = jax.jit(insert_rows, donate_argnums=0)
     learn_jit = jax.jit(learn_step, donate_argnums=1)
     act_jit = jax.jit(lambda state, observations, key: algo.act(state, observations, key, False))
 
@@ -214,28 +248,15 @@ def train_online(
                 else:
                     key, act_key = jax.random.split(key)
                     actions = np.asarray(act_jit(state, observations, act_key))
-            env_actions = np.clip(unscale_actions(np.asarray(actions, np.float32), low, high), low, high)
-            next_observations, rewards, terminated, truncated, infos = envs.step(env_actions)
-            done = terminated | truncated
-            true_next = np.array(next_observations, dtype=np.float32, copy=True)
-            for i in np.flatnonzero(done):
-                true_next[i] = infos["final_obs"][i]
+            transitions, next_observations, done, rewards = step_envs(envs, observations, actions, low, high)
             running_returns += rewards
             for i in np.flatnonzero(done):
                 episode_returns.append(float(running_returns[i]))
                 running_returns[i] = 0.0
-            transitions = {
-                "observations": observations,
-                "actions": np.asarray(actions, np.float32),
-                "rewards": rewards.astype(np.float32),
-                "next_observations": true_next,
-                "dones": terminated.astype(np.float32),
-                "timeouts": (truncated & ~terminated).astype(np.float32),
-            }
             position = step % capacity
             env_index[(position + np.arange(num_envs)) % capacity] = np.arange(num_envs)
             step += num_envs
-            observations = next_observations.astype(np.float32)
+            observations = next_observations
             learning = updates_on and step >= online.start_steps
             if learning:
                 key, step_key = jax.random.split(key)
