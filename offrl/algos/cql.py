@@ -195,3 +195,13 @@ def act(state: State, observations: jax.Array, key: jax.Array, deterministic: bo
         return state.actor.apply_fn(state.actor.params, observations)
     actions, _ = _sample(state.actor, state.actor.params, observations, key)
     return actions
+
+
+# Online fine-tuning settings (offrl.train.finetune). CORL's algorithms/finetune/cql.py keeps every
+# offline hyperparameter online (cql_alpha_online = cql_alpha) and collects with policy samples;
+# batches mix offline and online data 50/50, the mixing Cal-QL (Nakamoto et al. 2023) uses for
+# both CQL and Cal-QL (CORL cal_ql.py mixing_ratio 0.5).
+FINETUNE = {
+    "config": {},
+    "offline_ratio": 0.5,
+}

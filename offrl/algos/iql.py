@@ -125,3 +125,15 @@ def act(state: State, observations: jax.Array, key: jax.Array, deterministic: bo
     if deterministic:
         return mean
     return jnp.clip(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape), -1.0, 1.0)
+
+
+# Online fine-tuning settings (offrl.train.finetune). The reference (ikostrikov/implicit_q_learning,
+# train_finetune.py with configs/antmaze_finetune_config.py) keeps the offline hyperparameters
+# online: expectile 0.9 / temperature 10 there are its AntMaze offline values too, and the paper
+# fine-tunes no locomotion task, so the locomotion 0.7 / 3.0 stay. It turns the actor's cosine
+# learning-rate decay off (opt_decay_schedule = None); the offline run's schedule has reached 0 by
+# its last step, so an effectively endless decay horizon restores a constant learning rate.
+# Collection samples the Gaussian policy (reference: agent.sample_actions), no added noise.
+FINETUNE = {
+    "config": {"actor_decay_steps": 2**31 - 1},
+}

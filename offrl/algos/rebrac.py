@@ -136,3 +136,16 @@ def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str,
 
 def act(state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
     return state.actor.apply_fn(state.actor.params, observations)
+
+
+# Online fine-tuning settings (offrl.train.finetune), from the reference
+# (tinkoff-ai/ReBRAC src/algorithms/rebrac_finetune.py): the actor's BC coefficient decays linearly
+# to 0 over the online steps (min_decay_coef 0), the critic's is 0 online (critic_bc_coef *= 0),
+# collection adds N(0, 0.03) noise (expl_noise) and batches mix 50/50 (mixing_ratio 0.5). The
+# per-task learning rates and discount of its configs/finetune are AntMaze/Adroit settings.
+FINETUNE = {
+    "config": {"critic_bc_coef": 0.0},
+    "decay": {"actor_bc_coef": 0.0},
+    "offline_ratio": 0.5,
+    "exploration_noise": 0.03,
+}

@@ -164,3 +164,15 @@ def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str,
 
 def act(state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
     return state.actor.apply_fn(state.actor.params, observations)
+
+
+# Online fine-tuning settings (offrl.train.finetune), from CORL's algorithms/finetune/spot.py and
+# its configs/finetune/spot/*.yaml: lambda cools linearly to 0.2 of its value (lambd_cool true,
+# lambd_end 0.2: lambda * max(0.2, 1 - t / T)), collection adds N(0, 0.1) noise (expl_noise), and
+# the optimisers restart at the online phase ("Resetting optimizers"). Its online_discount 0.995
+# is an AntMaze setting (0.99 in the Adroit configs) and is not applied.
+FINETUNE = {
+    "decay": {"support_weight": 0.2},
+    "exploration_noise": 0.1,
+    "reset_optimizers": True,
+}
