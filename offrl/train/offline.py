@@ -35,7 +35,8 @@ from offrl.envs.factory import action_bounds, check_env_id
 from offrl.errors import ConfigError
 from offrl.evaluate.rollout import evaluate_policy
 from offrl.evaluate.scores import normalized_score
-from offrl.train.checkpoint import latest_valid_checkpoint, save_checkpoint
+from offrl.train.checkpoint import Checkpoint, checkpoint_path, latest_valid_checkpoint, load_checkpoint_full, save_checkpoint
+from offrl.train.divergence import DivergenceError, all_finite, all_finite_per_seed, find_divergence, mark_diverged
 from offrl.train.configs import config_from_json, config_to_json, validate_algorithm_config
 from offrl.train.fused import make_fused_update
 from offrl.train.policy import Policy
@@ -64,33 +65,11 @@ class TrainConfig:
             raise ConfigError(f"--max-abs-q is {self.max_abs_q}; expected a positive number.")
 
 
-class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss or parameters, or a Q-value beyond `max_abs_q`."""
-
-    def __init__(self, message: str, step: int, quantity: str, value: float):
-        super().__init__(message)
-        self.step, self.quantity, self.value = step, quantity, value
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
-    policy: Policy
+    policy: Policy | None  # None for a seed that diverged
     summary: dict[str, Any]
-
-
-def _stop_diverged(run: RunDirectory, previous_step: int, step: int, problem, last_checkpoint: Path | None) -> None:
-    quantity, value, what = problem
-    kept = f"the last good checkpoint is {last_checkpoint.name}" if last_checkpoint else "no checkpoint was written"
-    message = (
-        f"Training diverged in the updates after step {previous_step} (by step {step}): {what}; "
-        f"{kept} (try a smaller learning rate)."
-    )
-    run.update_summary(status="diverged", error=message, divergence={
-        "step": step, "after_step": previous_step, "quantity": quantity, "value": repr(value),
-        "last_checkpoint": None if last_checkpoint is None else last_checkpoint.name,
-    })
-    raise DivergenceError(message, step, quantity, value)
 
 
 def _chunk_size(train: TrainConfig) -> int:
@@ -106,7 +85,9 @@ def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | 
     """Fit the normaliser and put the transformed dataset on the device.
 
     A Config with a `top_fraction` field (%BC) trains on the best episodes only; the normaliser
-    is fitted on what is trained on, as in CORL's any_percent_bc.
+    is fitted on what is trained on, as in CORL's any_percent_bc. An algorithm with a
+    `training_data(dataset, normalizer, config)` hook lays the data out itself (sequence windows,
+    see offrl/train/fused.py); the others get the transition arrays.
     """
     if getattr(algo_config, "top_fraction", None) is not None:
         dataset = filter_top_episodes(dataset, algo_config.top_fraction)
@@ -116,8 +97,43 @@ def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | 
     normalizer = fit_normalizer(
         dataset, algo_config.normalize_observations, algo_config.normalize_rewards, low, high
     )
-    device_data = jax.device_put(training_arrays(dataset, normalizer))
+    layout = getattr(algo, "training_data", None)
+    arrays = training_arrays(dataset, normalizer) if layout is None else layout(dataset, normalizer, algo_config)
+    device_data = jax.device_put(arrays)
     return normalizer, device_data
+
+
+def check_training_inputs(algo_config: Any, dataset: Dataset, train: TrainConfig) -> tuple[str, bool]:
+    """Validate the configs; return the evaluation env id and whether normalised scores exist."""
+    train.validate()
+    validate_algorithm_config(algo_config)
+    env_id = train.env_id or dataset.metadata.env_id
+    if env_id is None:
+        raise ConfigError(
+            f"{dataset.where} records no environment id; expected --env ENV_ID for evaluation."
+        )
+    check_env_id(env_id)
+    has_reference = dataset.metadata.ref_min_score is not None and dataset.metadata.ref_max_score is not None
+    return env_id, has_reference
+
+
+def run_record(algo: ModuleType, algo_config: Any, dataset: Dataset, train: TrainConfig, env_id: str,
+               normalizer, dataset_reference: dict[str, Any] | None) -> dict[str, Any]:
+    """config.json: everything needed to rerun (and to refuse resuming a different) run."""
+    return {
+        "algorithm": algo.NAME,
+        "algorithm_config": config_to_json(algo_config),
+        "train": config_to_json(train),
+        "env_id": env_id,
+        "dataset": dataset_reference or {"name": dataset.metadata.name, "source": dataset.metadata.source},
+        "dataset_metadata": dataset.metadata.to_json(),
+        "dataset_fingerprint": dataset_fingerprint(dataset),
+        "spec": {"observation_dim": dataset.spec.observation_dim, "action_dim": dataset.spec.action_dim},
+        "normalizer": normalizer.to_json(),
+        "offrl_version": offrl.__version__,
+        "jax_version": jax.__version__,
+        "device": str(jax.devices()[0]),
+    }
 
 
 def train_offline(
@@ -137,38 +153,16 @@ def train_offline(
     algorithm, configuration and dataset (fingerprint), and training continues from its latest
     valid checkpoint. Raises DivergenceError (status "diverged") if training diverges.
     """
-    train.validate()
-    validate_algorithm_config(algo_config)
-    env_id = train.env_id or dataset.metadata.env_id
-    if env_id is None:
-        raise ConfigError(
-            f"{dataset.where} records no environment id; expected --env ENV_ID for evaluation."
-        )
-    check_env_id(env_id)
-    has_reference = dataset.metadata.ref_min_score is not None and dataset.metadata.ref_max_score is not None
+    env_id, has_reference = check_training_inputs(algo_config, dataset, train)
     normalizer, device_data = prepare(algo, algo_config, dataset, env_id)
-
-    config_record = {
-        "algorithm": algo.NAME,
-        "algorithm_config": config_to_json(algo_config),
-        "train": config_to_json(train),
-        "env_id": env_id,
-        "dataset": dataset_reference or {"name": dataset.metadata.name, "source": dataset.metadata.source},
-        "dataset_metadata": dataset.metadata.to_json(),
-        "dataset_fingerprint": dataset_fingerprint(dataset),
-        "spec": {"observation_dim": dataset.spec.observation_dim, "action_dim": dataset.spec.action_dim},
-        "normalizer": normalizer.to_json(),
-        "offrl_version": offrl.__version__,
-        "jax_version": jax.__version__,
-        "device": str(jax.devices()[0]),
-    }
+    record = run_record(algo, algo_config, dataset, train, env_id, normalizer, dataset_reference)
     if resume:
         run = RunDirectory.open(run_dir)
         try:
-            _check_same_run(run, config_record)
+            check_same_run(run, record)
             summary = run.read_summary() if (run.path / "summary.json").exists() else {}
             if summary.get("status") == "finished":
-                result = _finished_result(algo, algo_config, dataset, run, normalizer, summary)
+                result = finished_result(algo, algo_config, dataset, run, normalizer, summary)
                 run.unlock()
                 return result
             if summary.get("status") == "diverged":
@@ -181,26 +175,40 @@ def train_offline(
             run.unlock()
             raise
     else:
-        run = RunDirectory.create(run_dir, config_record)
+        run = RunDirectory.create(run_dir, record)
+    return guarded([run], lambda: train_members(
+        algo, algo_config, dataset, train, [run], [train.seed], normalizer, device_data, env_id,
+        has_reference, progress, on_log, resume,
+    ))[0]
+
+
+def guarded(runs: list[RunDirectory], body: Callable[[], Any]) -> Any:
+    """Run `body`; a crash or Ctrl-C marks each still-running run failed/interrupted; unlock all."""
+    def mark(**changes):
+        for run in runs:
+            if run.read_summary().get("status") == "running":
+                run.update_summary(**changes)
+
     try:
-        return _train_loop(algo, algo_config, dataset, train, run, normalizer, device_data, env_id, has_reference, progress, on_log, resume)
+        return body()
     except DivergenceError:
-        raise  # the summary already says "diverged"
+        raise  # the summaries already say "diverged"
     except KeyboardInterrupt:
-        run.update_summary(status="interrupted")
+        mark(status="interrupted")
         raise
     except BaseException as error:
-        run.update_summary(status="failed", error=f"{type(error).__name__}: {error}")
+        mark(status="failed", error=f"{type(error).__name__}: {error}")
         raise
     finally:
-        run.unlock()
+        for run in runs:
+            run.unlock()
 
 
 # Keys of config.json that a resumed run must match exactly (everything that changes the result).
 _RESUME_KEYS = ("algorithm", "algorithm_config", "train", "env_id", "spec", "dataset_fingerprint", "normalizer")
 
 
-def _check_same_run(run: RunDirectory, record: dict[str, Any]) -> None:
+def check_same_run(run: RunDirectory, record: dict[str, Any]) -> None:
     saved = run.read_config()
     where = run.path / "config.json"
     for key in _RESUME_KEYS:
@@ -232,7 +240,7 @@ def _check_same_run(run: RunDirectory, record: dict[str, Any]) -> None:
         )
 
 
-def _finished_result(algo, algo_config, dataset, run, normalizer, summary) -> TrainResult:
+def finished_result(algo, algo_config, dataset, run, normalizer, summary) -> TrainResult:
     template = algo.init(jax.random.PRNGKey(0), dataset.spec, algo_config)
     checkpoint = latest_valid_checkpoint(run.checkpoints, template)
     if checkpoint is None:
@@ -291,123 +299,166 @@ def resume_offline(
                          progress=progress, on_log=on_log, resume=True)
 
 
-@jax.jit
-def _all_finite(state) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(state)
-              if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+def _resume_point(runs: list[RunDirectory], template: Any) -> list[Checkpoint | None]:
+    """Each run's checkpoint at the newest step all of them reached (None: start from scratch).
 
-
-def _divergence(metrics: dict[str, float], state: Any, max_abs_q: float) -> tuple[str, float, str] | None:
-    """(quantity, value, why) for the first sign of divergence, or None.
-
-    A NaN metric alone is not divergence: a chunk may hold no update of a delayed quantity
-    (nanmean of nothing); a NaN loss that reached the parameters shows in the state.
+    Seeds of one program checkpoint together, but a kill between two seeds' writes can leave
+    one a checkpoint ahead; the group resumes from the step they share.
     """
-    for name, value in metrics.items():
-        if math.isinf(value):
-            return f"metric '{name}'", value, f"metric '{name}' is {value:g}"
-        if name.startswith("q_") and abs(value) > max_abs_q:
-            return f"metric '{name}'", value, f"metric '{name}' is {value:g}, beyond --max-abs-q {max_abs_q:g}"
-    if bool(_all_finite(state)):
-        return None
-    for name, value in metrics.items():
-        if math.isnan(value):
-            return f"metric '{name}'", value, f"metric '{name}' is NaN and the parameters are no longer finite"
-    for path, leaf in jax.tree_util.tree_leaves_with_path(jax.device_get(state)):
-        leaf = np.asarray(leaf)
-        if leaf.dtype.kind == "f" and not np.all(np.isfinite(leaf)):
-            where = jax.tree_util.keystr(path)
-            return f"state {where}", float("nan"), f"state {where} holds NaN or infinite values"
-    return "the state", float("nan"), "the state holds NaN or infinite values"
+    found = [latest_valid_checkpoint(run.checkpoints, template, quarantine=True) for run in runs]
+    common = min(0 if checkpoint is None else checkpoint.step for checkpoint in found)
+    if common == 0:
+        return [None] * len(runs)
+    return [checkpoint if checkpoint.step == common else load_checkpoint_full(checkpoint_path(run.checkpoints, common), template)
+            for run, checkpoint in zip(runs, found)]
 
 
-def _train_loop(algo, algo_config, dataset, train, run, normalizer, device_data, env_id, has_reference, progress, on_log, resume=False):
-    key = jax.random.PRNGKey(train.seed)
-    init_key, train_key = jax.random.split(key)
-    state = algo.init(init_key, dataset.spec, algo_config)
-    step, evals, train_seconds = 0, [], 0.0
-    last_checkpoint: Path | None = None
+def _evaluation_record(policy: Policy, env_id: str, train: TrainConfig, seed: int, step: int, dataset: Dataset,
+                       has_reference: bool) -> dict[str, Any]:
+    stats = evaluate_policy(policy, env_id, train.eval_episodes, seed=seed + 10_000)
+    record = {"step": step, "return_mean": stats.mean_return, "return_std": float(np.std(stats.returns)),
+              "returns": stats.returns.tolist(), "lengths": stats.lengths.tolist()}
+    if has_reference:
+        scores = normalized_score(stats.returns, dataset.metadata.ref_min_score, dataset.metadata.ref_max_score)
+        record["normalized_score"] = float(np.mean(scores))
+        record["normalized_score_std"] = float(np.std(scores))
+    return record
+
+
+def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, device_data, env_id, has_reference,
+                  progress, on_log, resume=False) -> list[TrainResult]:
+    """Train one agent per seed, all in one compiled program (vmapped over the seed axis when
+    there are several), each writing its own run directory. Seed `s` of a group follows the same
+    key schedule as a single run with seed `s`, so the two agree to float tolerance.
+    """
+    count = len(runs)
+    vmapped = count > 1
+    key_pairs = [jax.random.split(jax.random.PRNGKey(seed)) for seed in seeds]
+    template = algo.init(key_pairs[0][0], dataset.spec, algo_config)
+    if vmapped:
+        state = jax.vmap(lambda key: algo.init(key, dataset.spec, algo_config))(jnp.stack([pair[0] for pair in key_pairs]))
+        train_key = jnp.stack([pair[1] for pair in key_pairs])
+    else:
+        state, train_key = template, key_pairs[0][1]
+
+    def member(tree, index):
+        return jax.tree.map(lambda leaf: leaf[index], tree) if vmapped else tree
+
+    step, train_seconds = 0, 0.0
+    evals: list[list[dict[str, Any]]] = [[] for _ in runs]
+    last_checkpoint: list[Path | None] = [None] * count
     if resume:
-        checkpoint = latest_valid_checkpoint(run.checkpoints, state, quarantine=True)
-        if checkpoint is not None:
-            state, train_key, step = checkpoint.state, checkpoint.key, checkpoint.step
-            evals = json.loads(checkpoint.engine.get("evals", "[]"))
-            train_seconds = float(checkpoint.engine.get("train_seconds", 0.0))
-            last_checkpoint = checkpoint.path
-        run.truncate_records("metrics.jsonl", step)
-        run.write_records("eval.jsonl", evals)
-        summary = run.read_summary() if (run.path / "summary.json").exists() else {}
-        summary.pop("error", None)
-        summary.update(status="running", resumed_from_steps=[*summary.get("resumed_from_steps", []), step])
-        run.write_summary(summary)
+        checkpoints = _resume_point(runs, template)
+        if checkpoints[0] is not None:
+            stack = (lambda *leaves: jnp.stack(leaves)) if vmapped else (lambda leaf: leaf)
+            state = jax.tree.map(stack, *[checkpoint.state for checkpoint in checkpoints])
+            train_key = stack(*[checkpoint.key for checkpoint in checkpoints])
+            step = checkpoints[0].step
+            evals = [json.loads(checkpoint.engine.get("evals", "[]")) for checkpoint in checkpoints]
+            train_seconds = float(checkpoints[0].engine.get("train_seconds", 0.0))
+            last_checkpoint = [checkpoint.path for checkpoint in checkpoints]
+        for run, run_evals in zip(runs, evals):
+            run.truncate_records("metrics.jsonl", step)
+            run.write_records("eval.jsonl", run_evals)
+            summary = run.read_summary() if (run.path / "summary.json").exists() else {}
+            summary.pop("error", None)
+            summary.update(status="running", resumed_from_steps=[*summary.get("resumed_from_steps", []), step])
+            run.write_summary(summary)
     chunk = _chunk_size(train)
+    split_pair = jax.jit(jax.vmap(jax.random.split, out_axes=1) if vmapped else jax.random.split)
+    check_finite = all_finite_per_seed if vmapped else all_finite
+
+    def compile_chunk(size: int):
+        fused = make_fused_update(algo, algo_config, size)
+        if vmapped:
+            fused = jax.vmap(fused, in_axes=(0, None, 0))
+        return jax.jit(fused).lower(state, device_data, train_key).compile()
 
     compile_started = time.perf_counter()
-    compiled = {chunk: jax.jit(make_fused_update(algo, algo_config, chunk)).lower(state, device_data, train_key).compile()}
+    compiled = {chunk: compile_chunk(chunk)}
     compile_seconds = time.perf_counter() - compile_started
 
-    policy = Policy(algo, state, normalizer)  # one jitted `act` for every evaluation
-
-    def evaluate(state, step):
-        policy.state = state
-        stats = evaluate_policy(policy, env_id, train.eval_episodes, seed=train.seed + 10_000)
-        record = {"step": step, "return_mean": stats.mean_return, "return_std": float(np.std(stats.returns)),
-                  "returns": stats.returns.tolist(), "lengths": stats.lengths.tolist()}
-        if has_reference:
-            scores = normalized_score(stats.returns, dataset.metadata.ref_min_score, dataset.metadata.ref_max_score)
-            record["normalized_score"] = float(np.mean(scores))
-            record["normalized_score_std"] = float(np.std(scores))
-        run.append("eval.jsonl", record)
-        return record
+    policy = Policy(algo, member(state, 0), normalizer)  # one jitted `act` for every evaluation
+    active = list(range(count))
+    errors: dict[int, DivergenceError] = {}
 
     from offrl.train.progress import TrainingProgress
 
     with TrainingProgress(train.steps, enabled=progress) as bar:
         action = f"resumed at step {step}" if resume else f"{train.steps} updates"
-        bar.log(f"{algo.NAME} on {dataset!r}: {action}, compiled in {compile_seconds:.1f} s -> {run.path}")
+        seeds_note = f" x {count} seeds in one program" if vmapped else ""
+        bar.log(f"{algo.NAME} on {dataset!r}: {action}{seeds_note}, compiled in {compile_seconds:.1f} s -> "
+                f"{runs[0].path if count == 1 else runs[0].path.parent}")
         bar.advance(step, {})
         while step < train.steps:
             size = min(chunk, train.steps - step)
             if size not in compiled:  # a shorter final chunk compiles once more
-                compiled[size] = jax.jit(make_fused_update(algo, algo_config, size)).lower(state, device_data, train_key).compile()
-            train_key, chunk_key = jax.random.split(train_key)
+                compiled[size] = compile_chunk(size)
+            train_key, chunk_key = split_pair(train_key)
             started = time.perf_counter()
             new_state, metrics = compiled[size](state, device_data, chunk_key)
-            metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
+            metrics = {name: np.atleast_1d(value) for name, value in jax.device_get(metrics).items()}
             train_seconds += time.perf_counter() - started
-            problem = _divergence(metrics, new_state, train.max_abs_q)
-            if problem is not None:
-                _stop_diverged(run, step, step + size, problem, last_checkpoint)
+            finite = np.atleast_1d(np.asarray(check_finite(new_state)))
+            member_metrics = [{name: float(values[index]) for name, values in metrics.items()} for index in range(count)]
+            for index in list(active):
+                problem = find_divergence(member_metrics[index], member(new_state, index), bool(finite[index]), train.max_abs_q)
+                if problem is not None:
+                    errors[index] = mark_diverged(runs[index], step, step + size, problem, last_checkpoint[index])
+                    active.remove(index)
+                    bar.log(f"seed {seeds[index]} diverged: {errors[index]}")
+            if not active:
+                raise errors[min(errors)]
             state = new_state
             step += size
             if step % train.log_every == 0 or step == train.steps:
-                record = {"step": step, **metrics, "updates_per_second": step / train_seconds}
-                run.append("metrics.jsonl", record)
-                if on_log:
-                    on_log(record)
+                for index in active:
+                    record = {"step": step, **member_metrics[index], "updates_per_second": step / train_seconds}
+                    runs[index].append("metrics.jsonl", record)
+                    if on_log:
+                        on_log(record)
             if (train.eval_every and step % train.eval_every == 0) or step == train.steps:
-                evals.append(evaluate(state, step))
-                bar.report_eval(evals[-1])
+                for index in active:
+                    policy.state = member(state, index)
+                    evals[index].append(_evaluation_record(policy, env_id, train, seeds[index], step, dataset, has_reference))
+                    runs[index].append("eval.jsonl", evals[index][-1])
+                bar.report_eval(_mean_record([evals[index][-1] for index in active]))
             if (train.checkpoint_every and step % train.checkpoint_every == 0) or step == train.steps:
-                last_checkpoint = save_checkpoint(run.checkpoints, step, state, train_key,
-                                                  {"evals": json.dumps(evals), "train_seconds": train_seconds})
-            bar.advance(step, metrics)
+                for index in active:
+                    last_checkpoint[index] = save_checkpoint(
+                        runs[index].checkpoints, step, member(state, index), member(train_key, index),
+                        {"evals": json.dumps(evals[index]), "train_seconds": train_seconds})
+            bar.advance(step, member_metrics[active[0]])
 
     score_key = "normalized_score" if has_reference else "return_mean"
-    final, best = evals[-1], max(evals, key=lambda record: record[score_key])
-    summary = run.update_summary(
-        status="finished",
-        steps=step,
-        final_step=final["step"],
-        final_return=final["return_mean"],
-        best_return=best["return_mean"],
-        best_step=best["step"],
-        final_normalized_score=final.get("normalized_score"),
-        best_normalized_score=best.get("normalized_score"),
-        compile_seconds=compile_seconds,
-        train_seconds=train_seconds,
-        updates_per_second=step / train_seconds if train_seconds else None,
-        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
-    )
-    return TrainResult(run_dir=run.path, policy=Policy(algo, state, normalizer), summary=summary)
+    results = []
+    for index, run in enumerate(runs):
+        if index not in active:
+            results.append(TrainResult(run_dir=run.path, policy=None, summary=run.read_summary()))
+            continue
+        final, best = evals[index][-1], max(evals[index], key=lambda record: record[score_key])
+        summary = run.update_summary(
+            status="finished",
+            steps=step,
+            final_step=final["step"],
+            final_return=final["return_mean"],
+            best_return=best["return_mean"],
+            best_step=best["step"],
+            final_normalized_score=final.get("normalized_score"),
+            best_normalized_score=best.get("normalized_score"),
+            compile_seconds=compile_seconds,
+            train_seconds=train_seconds,
+            updates_per_second=step / train_seconds if train_seconds else None,
+            seeds_in_program=count,
+            finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
+        results.append(TrainResult(run_dir=run.path, policy=Policy(algo, member(state, index), normalizer), summary=summary))
+    return results
+
+
+def _mean_record(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the progress bar shows for a group: the mean over seeds."""
+    mean = {"step": records[0]["step"], "return_mean": float(np.mean([r["return_mean"] for r in records]))}
+    if "normalized_score" in records[0]:
+        mean["normalized_score"] = float(np.mean([r["normalized_score"] for r in records]))
+    return mean

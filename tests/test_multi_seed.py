@@ -1,0 +1,146 @@
+"""Several seeds in one vmapped program: independent of each other, equal to one-by-one runs,
+one ordinary run directory per seed, resumable, and a diverging seed does not stop the others."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from offrl.algos import bc, iql, td3_bc
+from offrl.errors import ConfigError
+from offrl.train.checkpoint import checkpoint_files, read_payload
+from offrl.train.offline import TrainConfig, train_offline
+from offrl.train.multi_seed import train_seeds
+from offrl.train.policy import load_policy
+
+sys.path.insert(0, str(Path(__file__).parent / "reliability"))
+from reliability_helpers import pendulum_shaped_dataset, records  # noqa: E402
+
+TRAIN = TrainConfig(steps=300, eval_every=150, log_every=50, checkpoint_every=100, eval_episodes=2)
+
+
+def final_state(run_dir: Path) -> list[np.ndarray]:
+    payload = read_payload(checkpoint_files(run_dir / "checkpoints")[-1])
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(payload["state"])]
+
+
+def metric_values(run_dir: Path) -> np.ndarray:
+    lines = records(run_dir / "metrics.jsonl")
+    return np.array([[value for key, value in sorted(line.items()) if isinstance(value, float)] for line in lines])
+
+
+@pytest.mark.parametrize("algo", [td3_bc, iql], ids=["td3bc", "iql"])
+def test_vmapped_seeds_equal_the_same_seeds_run_one_by_one(algo, tmp_path):
+    dataset = pendulum_shaped_dataset()
+    config = algo.Config(hidden_dims=(32, 32), batch_size=64)
+    seeds = [3, 7, 11]
+    grouped = train_seeds(algo, config, dataset, TRAIN, tmp_path / "group", seeds, progress=False)
+    assert [result.summary["status"] for result in grouped] == ["finished"] * 3
+    for seed in seeds:
+        single = train_offline(algo, config, dataset, TrainConfig(**{**TRAIN.__dict__, "seed": seed}),
+                               tmp_path / f"single{seed}", progress=False)
+        in_group = tmp_path / "group" / f"seed_{seed}"
+        for grouped_leaf, single_leaf in zip(final_state(in_group), final_state(single.run_dir), strict=True):
+            np.testing.assert_allclose(grouped_leaf, single_leaf, rtol=2e-3, atol=2e-4)
+        np.testing.assert_allclose(metric_values(in_group), metric_values(single.run_dir), rtol=2e-3, atol=2e-4)
+        grouped_evals = [line["return_mean"] for line in records(in_group / "eval.jsonl")]
+        single_evals = [line["return_mean"] for line in records(single.run_dir / "eval.jsonl")]
+        np.testing.assert_allclose(grouped_evals, single_evals, rtol=1e-2)
+    # Seeds are not coupled: different seeds end with different parameters.
+    first, second = final_state(tmp_path / "group" / "seed_3"), final_state(tmp_path / "group" / "seed_7")
+    assert any(not np.allclose(a, b) for a, b in zip(first, second) if a.dtype.kind == "f" and a.size > 1)
+
+
+def test_each_seed_writes_an_ordinary_run_directory(tmp_path):
+    dataset = pendulum_shaped_dataset()
+    results = train_seeds(bc, bc.Config(hidden_dims=(32, 32), batch_size=64), dataset, TRAIN, tmp_path / "runs", [0, 1],
+                          progress=False)
+    for seed, result in zip([0, 1], results):
+        assert result.run_dir == tmp_path / "runs" / f"seed_{seed}"
+        config = json.loads((result.run_dir / "config.json").read_text())
+        summary = json.loads((result.run_dir / "summary.json").read_text())
+        assert config["train"]["seed"] == seed
+        assert summary["status"] == "finished" and summary["seeds_in_program"] == 2
+        assert [line["step"] for line in records(result.run_dir / "eval.jsonl")] == [150, 300]
+        observations = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+        np.testing.assert_allclose(load_policy(result.run_dir)(observations), result.policy(observations), atol=1e-6)
+
+
+def test_a_killed_group_resumes_from_the_step_its_seeds_share(tmp_path):
+    dataset = pendulum_shaped_dataset()
+    config = td3_bc.Config(hidden_dims=(32, 32), batch_size=64)
+    train_seeds(td3_bc, config, dataset, TRAIN, tmp_path / "whole", [0, 1], progress=False)
+    shutil.copytree(tmp_path / "whole", tmp_path / "killed")
+    # As if killed while writing step 300's checkpoints: seed 0 has step 300, seed 1 only 200.
+    for seed, keep in ((0, 300), (1, 200)):
+        run = tmp_path / "killed" / f"seed_{seed}"
+        for path in checkpoint_files(run / "checkpoints"):
+            if int(path.stem.split("_")[1]) > keep:
+                path.unlink()
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({"status": "running", "started_at": summary["started_at"]}))
+    results = train_seeds(td3_bc, config, dataset, TRAIN, tmp_path / "killed", [0, 1], progress=False, resume=True)
+    for seed, result in zip([0, 1], results):
+        assert result.summary["status"] == "finished" and result.summary["resumed_from_steps"] == [200]
+        whole, resumed = tmp_path / "whole" / f"seed_{seed}", tmp_path / "killed" / f"seed_{seed}"
+        for a, b in zip(final_state(whole), final_state(resumed), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert records(whole / "metrics.jsonl") == records(resumed / "metrics.jsonl")
+        assert records(whole / "eval.jsonl") == records(resumed / "eval.jsonl")
+
+
+def seed_poisoned_bc(from_update: int) -> types.ModuleType:
+    """BC that turns NaN from `from_update` on, but only for seeds whose first kernel sums above 0."""
+    module = types.ModuleType("seed_poisoned_bc")
+    module.NAME, module.Config, module.init, module.act = "seed-poisoned-bc", bc.Config, bc.init, bc.act
+
+    def update(state, batch, config):
+        state, metrics = bc.update(state, batch, config)
+        kernel_sum = jnp.sum(jax.tree.leaves(state.actor.params)[1])
+        poison = jnp.where((state.actor.step >= from_update) & (kernel_sum > 0), jnp.nan, 1.0)
+        actor = state.actor.replace(params=jax.tree.map(lambda p: p * poison, state.actor.params))
+        return state.replace(actor=actor), {"actor_loss": metrics["actor_loss"] * poison}
+
+    module.update = update
+    return module
+
+
+def test_a_diverging_seed_stops_alone_and_the_others_finish(tmp_path):
+    dataset = pendulum_shaped_dataset()
+    config = bc.Config(hidden_dims=(32, 32), batch_size=64)
+    algo = seed_poisoned_bc(from_update=120)
+    seeds = list(range(6))
+    sums = [float(jnp.sum(jax.tree.leaves(bc.init(jax.random.split(jax.random.PRNGKey(seed))[0], dataset.spec, config).actor.params)[1]))
+            for seed in seeds]
+    poisoned = [seed for seed, total in zip(seeds, sums) if total > 0]
+    assert 0 < len(poisoned) < len(seeds), "the test needs both kinds of seeds"
+    results = train_seeds(algo, config, dataset, TRAIN, tmp_path / "runs", seeds, progress=False)
+    for seed, result in zip(seeds, results):
+        if seed in poisoned:
+            assert result.summary["status"] == "diverged" and result.policy is None
+            assert result.summary["divergence"]["step"] == 150
+            assert [p.name for p in checkpoint_files(result.run_dir / "checkpoints")] == ["step_000000100.msgpack"]
+        else:
+            assert result.summary["status"] == "finished"
+            assert [line["step"] for line in records(result.run_dir / "metrics.jsonl")][-1] == 300
+
+
+def test_seeds_must_be_distinct_and_the_directories_new(tmp_path):
+    dataset = pendulum_shaped_dataset()
+    config = bc.Config(hidden_dims=(32, 32), batch_size=64)
+    with pytest.raises(ConfigError, match="distinct seeds"):
+        train_seeds(bc, config, dataset, TRAIN, tmp_path / "runs", [1, 1], progress=False)
+    (tmp_path / "runs" / "seed_2").mkdir(parents=True)
+    (tmp_path / "runs" / "seed_2" / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="seed_2' already exists"):
+        train_seeds(bc, config, dataset, TRAIN, tmp_path / "runs", [1, 2], progress=False)
+    assert not (tmp_path / "runs" / "seed_1").exists()  # nothing half-written
+    assert (tmp_path / "runs" / "seed_2" / "keep.txt").read_text() == "mine"
