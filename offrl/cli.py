@@ -114,16 +114,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_config = config_from_args(TrainConfig, args)
     train_config.validate()
     validate_algorithm_config(algo_config)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds is {args.seeds}; expected a positive number of seeds.")
     dataset = _resolve_dataset(args.dataset, args.data_dir, args.clip_actions)
     dataset_name = dataset.metadata.name or Path(args.dataset).stem
-    run_dir = args.run_dir or Path("runs") / f"{algo.NAME}-{dataset_name}-seed{train_config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train_offline(
-        algo, algo_config, dataset, train_config, run_dir,
-        dataset_reference={"argument": args.dataset, "name": dataset.metadata.name, "source": dataset.metadata.source,
-                           "data_dir": args.data_dir, "clip_actions": args.clip_actions},
-        progress=not args.no_progress,
-    )
+    seed_label = f"seed{train_config.seed}" if args.seeds == 1 else f"seeds{train_config.seed}-{train_config.seed + args.seeds - 1}"
+    run_dir = args.run_dir or Path("runs") / f"{algo.NAME}-{dataset_name}-{seed_label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    reference = {"argument": args.dataset, "name": dataset.metadata.name, "source": dataset.metadata.source,
+                 "data_dir": args.data_dir, "clip_actions": args.clip_actions}
+    if args.seeds > 1:
+        from offrl.train.multi_seed import train_seeds
+
+        seeds = range(train_config.seed, train_config.seed + args.seeds)
+        results = train_seeds(algo, algo_config, dataset, train_config, run_dir, seeds, dataset_reference=reference,
+                              progress=not args.no_progress)
+        return _print_seed_results(run_dir, results, dataset)
+    result = train_offline(algo, algo_config, dataset, train_config, run_dir, dataset_reference=reference,
+                           progress=not args.no_progress)
     return _print_train_result(result, dataset)
+
+
+def _print_seed_results(run_dir, results, dataset) -> int:
+    """One line per seed, then mean and standard deviation of the final and best scores."""
+    import numpy as np
+
+    finished = [result.summary for result in results if result.summary.get("status") == "finished"]
+    key = "normalized_score" if finished and finished[0].get("final_normalized_score") is not None else "return"
+    print(f"run directory: {run_dir} ({len(results)} seeds, one program)")
+    for result in results:
+        summary = result.summary
+        if summary.get("status") != "finished":
+            print(f"  {result.run_dir.name}: {summary.get('status')} ({summary.get('error', '')})")
+            continue
+        print(f"  {result.run_dir.name}: final {summary[f'final_{key}']:.1f}, best {summary[f'best_{key}']:.1f}")
+    if finished:
+        print(f"updates/s per seed: {finished[0]['updates_per_second']:.0f} "
+              f"({finished[0]['updates_per_second'] * len(results):.0f} in total), compile {finished[0]['compile_seconds']:.1f} s")
+        for which in ("final", "best"):
+            values = np.array([summary[f"{which}_{key}"] for summary in finished])
+            label = "normalized score" if key == "normalized_score" else "return"
+            print(f"{which} {label}: {values.mean():.1f} ± {values.std():.1f} over {len(values)} seeds")
+        dataset_score = _dataset_mean_normalized_return(dataset)
+        if key == "normalized_score" and dataset_score is not None:
+            print(f"dataset mean normalized return: {dataset_score:.1f}")
+    if len(finished) < len(results):
+        print(f"offrl: error: {len(results) - len(finished)} of {len(results)} seeds did not finish (see their summary.json)",
+              file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
 
 
 def _resume_train(args: argparse.Namespace, algo) -> int:
@@ -132,7 +170,13 @@ def _resume_train(args: argparse.Namespace, algo) -> int:
 
     if args.run_dir and Path(args.run_dir) != Path(args.resume):
         raise ConfigError(f"--run-dir {args.run_dir} and --resume {args.resume} name different runs; expected one of them.")
-    recorded_algo, algo_config, train_config, config = recorded_run(args.resume)
+    seed_dirs = sorted(Path(args.resume).glob("seed_*/config.json"))
+    if not (Path(args.resume) / "config.json").exists() and seed_dirs:  # a multi-seed run: resume its seeds together
+        recorded_algo, algo_config, train_config, config = recorded_run(seed_dirs[0].parent)
+        seeds = sorted(int(path.parent.name.removeprefix("seed_")) for path in seed_dirs)
+    else:
+        recorded_algo, algo_config, train_config, config = recorded_run(args.resume)
+        seeds = None
     if recorded_algo.NAME != algo.NAME:
         raise ConfigError(f"Run '{args.resume}' was trained with {recorded_algo.NAME}, not {algo.NAME}; expected `offrl train {recorded_algo.NAME} --resume {args.resume}`.")
     # Flags given on the command line are applied; train_offline refuses any that change the run.
@@ -144,6 +188,12 @@ def _resume_train(args: argparse.Namespace, algo) -> int:
         dataset = load_recorded_dataset(config)
     with warnings.catch_warnings():  # a skipped damaged checkpoint: one line, not a Python warning dump
         warnings.showwarning = lambda message, *_, **__: print(f"offrl: warning: {message}", file=sys.stderr)
+        if seeds is not None:
+            from offrl.train.multi_seed import train_seeds
+
+            results = train_seeds(algo, algo_config, dataset, train_config, args.resume, seeds,
+                                  dataset_reference=config.get("dataset"), progress=not args.no_progress, resume=True)
+            return _print_seed_results(args.resume, results, dataset)
         result = train_offline(algo, algo_config, dataset, train_config, args.resume,
                                dataset_reference=config.get("dataset"), progress=not args.no_progress, resume=True)
     return _print_train_result(result, dataset)
@@ -286,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--data-dir", default=None, help="offrl data directory (default: $OFFRL_DATA_DIR or ~/.offrl)")
         sub.add_argument("--clip-actions", action="store_true", help="clip dataset actions into the action space instead of refusing them")
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+        sub.add_argument("--seeds", type=int, default=1, metavar="N",
+                         help="train N seeds (--seed .. --seed+N-1) in one vmapped program, each in RUN_DIR/seed_<s> (default 1)")
         sub.add_argument("--env", dest="TrainConfig.env_id", default=argparse.SUPPRESS, metavar="ENV_ID",
                          help="evaluation environment (default: the dataset's env id)")
         add_config_arguments(sub, TrainConfig, "training", exclude=("env_id",))
