@@ -144,3 +144,22 @@ def test_seeds_must_be_distinct_and_the_directories_new(tmp_path):
         train_seeds(bc, config, dataset, TRAIN, tmp_path / "runs", [1, 2], progress=False)
     assert not (tmp_path / "runs" / "seed_1").exists()  # nothing half-written
     assert (tmp_path / "runs" / "seed_2" / "keep.txt").read_text() == "mine"
+
+
+def test_cli_trains_seeds_in_one_program_and_resumes_the_group(tmp_path, capsys):
+    from offrl.cli import main
+    from offrl.data.d4rl_io import write_npz
+
+    path = str(write_npz(pendulum_shaped_dataset(), tmp_path / "pendulum.npz"))
+    flags = ["--steps", "200", "--eval-every", "100", "--log-every", "50", "--eval-episodes", "1",
+             "--hidden-dims", "32", "32", "--batch-size", "64", "--no-progress"]
+    assert main(["train", "bc", "--dataset", path, "--seeds", "3", "--seed", "4", "--run-dir", str(tmp_path / "runs"), *flags]) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["seed_4", "seed_5", "seed_6"]
+    finals = [json.loads((tmp_path / "runs" / f"seed_{s}" / "summary.json").read_text())["final_normalized_score"] for s in (4, 5, 6)]
+    assert f"final normalized score: {np.mean(finals):.1f} ± {np.std(finals):.1f} over 3 seeds" in out
+    # Resuming a finished group trains nothing and reports the same numbers.
+    assert main(["train", "bc", "--resume", str(tmp_path / "runs"), "--no-progress"]) == 0
+    assert f"{np.mean(finals):.1f} ± {np.std(finals):.1f}" in capsys.readouterr().out
+    assert main(["train", "bc", "--dataset", path, "--seeds", "0", "--run-dir", str(tmp_path / "none"), *flags]) == 2
+    assert "--seeds is 0" in capsys.readouterr().err
