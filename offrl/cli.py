@@ -377,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     algos = commands.add_parser("algos", help="list algorithms with their papers")
     algos.set_defaults(handler=cmd_algos)
+
+    from offrl.sweep.commands import add_commands as add_sweep_commands  # `offrl sweep`, `offrl bench`
+
+    add_sweep_commands(commands)
     return parser
 
 
