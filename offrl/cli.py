@@ -315,6 +315,21 @@ def cmd_algos(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from offrl.report import write_report
+
+    for path in write_report(args.results_dir, out=args.out, formats=args.format, reps=args.bootstrap, seed=args.seed):
+        print(path)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from offrl.report import compare_runs, format_comparison
+
+    print(format_comparison(compare_runs(args.run_a, args.run_b, reps=args.bootstrap, seed=args.seed)))
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from offrl.algos import ALGORITHMS
@@ -377,6 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     algos = commands.add_parser("algos", help="list algorithms with their papers")
     algos.set_defaults(handler=cmd_algos)
+
+    report = commands.add_parser("report", help="Markdown + HTML report (tables, IQM with CIs, plots) of the runs under a directory")
+    report.add_argument("results_dir", help="directory holding run directories at any depth")
+    report.add_argument("--out", default=None, help="where to write report.md, report.html and figures (default: RESULTS_DIR)")
+    report.add_argument("--format", default="md,html", help="comma-separated: md, html (default: md,html)")
+    compare = commands.add_parser("compare", help="which of two run sets is better, and how sure we can be")
+    compare.add_argument("run_a", help="run directory, multi-seed directory (seed_*/) or results directory")
+    compare.add_argument("run_b", help="the same for the other side")
+    for sub in (report, compare):
+        sub.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (default: 2000)")
+        sub.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    report.set_defaults(handler=cmd_report)
+    compare.set_defaults(handler=cmd_compare)
 
     from offrl.sweep.commands import add_commands as add_sweep_commands  # `offrl sweep`, `offrl bench`
 
