@@ -89,7 +89,7 @@ def curves_figure(panels: Sequence[tuple[str, str, Mapping[str, tuple]]], colors
     shaded by `band_name` where there are two seeds or more. A curve is (steps, mean, low, high)."""
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(max(4.6 * columns, 6.4), 3.4 * rows), squeeze=False)
     shown: dict[str, object] = {}
     for axis, (dataset, score_name, curves) in zip(axes.flat, panels):
         for label, (steps, mean_values, low, high) in curves.items():
@@ -107,7 +107,7 @@ def curves_figure(panels: Sequence[tuple[str, str, Mapping[str, tuple]]], colors
         axis.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
     for axis in list(axes.flat)[len(panels):]:
         axis.set_visible(False)
-    figure.suptitle(f"Learning curves: mean over seeds; shaded: {band_name}", fontsize=10)
+    figure.suptitle(f"Learning curves: mean over seeds\nshaded: {band_name}", fontsize=10)
     figure.tight_layout()
     order = [label for label in colors if label in shown]
     figure.legend([shown[label] for label in order], order, loc="upper center", bbox_to_anchor=(0.5, 0.0),

@@ -115,8 +115,9 @@ def build_report(results: Results, reps: int = 2000, seed: int = 0) -> Report:
     add(Heading(2, "What was found"))
     all_steps = {run.steps for run in results.runs}
     found = [
-        f"{len(results.runs)} finished runs of {len(labels)} algorithm configurations ({', '.join(labels)}) "
-        f"on {len(datasets)} datasets ({', '.join(datasets)}).",
+        f"{_count(len(results.runs), 'finished run', 'finished runs')} of "
+        f"{_count(len(labels), 'algorithm configuration', 'algorithm configurations')} ({', '.join(labels)}) "
+        f"on {_count(len(datasets), 'dataset', 'datasets')} ({', '.join(datasets)}).",
         f"{_count(len(results.skipped), 'run directory', 'run directories')} skipped (not finished or unreadable; "
         "listed below)."
         if results.skipped else "No run directory was skipped.",

@@ -9,6 +9,7 @@ algorithm name plus the fields that differ, so they are never pooled silently.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections import defaultdict
@@ -153,7 +154,10 @@ def _dataset_name(config: dict[str, Any]) -> str:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number, else None (NaN from a broken evaluation counts as missing)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def read_run(path: Path) -> Run | Skipped:
@@ -173,7 +177,7 @@ def read_run(path: Path) -> Run | Skipped:
         return Skipped(path, f"status '{status}'")
     final_return = _number(summary.get("final_return"))
     if final_return is None:
-        return Skipped(path, "summary.json has no final_return")
+        return Skipped(path, "summary.json has no finite final_return")
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     algorithm_config = config.get("algorithm_config") if isinstance(config.get("algorithm_config"), dict) else {}
     return Run(
