@@ -113,10 +113,15 @@ def test_tables_hold_mean_and_std_over_seeds(results_dir, tmp_path):
 
 
 def test_unfinished_runs_are_listed_as_skipped(results_dir, tmp_path):
+    finetune = results_dir / "iql-finetune"
+    write_run(finetune, "iql", "hopper-medium", 0, 99.0)
+    config = json.loads((finetune / "config.json").read_text())
+    (finetune / "config.json").write_text(json.dumps({**config, "kind": "finetune"}))
     results = collect_runs(results_dir)
     assert len(results.runs) == 16
     assert {(s.path.name, s.reason) for s in results.skipped} == {
-        ("td3bc-hopper-medium-crashed", "status 'failed'"), ("iql-running", "status 'running'")}
+        ("td3bc-hopper-medium-crashed", "status 'failed'"), ("iql-running", "status 'running'"),
+        ("iql-finetune", "a 'finetune' run, not an offline training run")}
     write_report(results_dir, out=tmp_path / "out", formats="md", reps=REPS)
     text = (tmp_path / "out" / "report.md").read_text()
     assert "| td3bc-hopper-medium-crashed | status 'failed' |" in text

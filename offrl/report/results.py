@@ -167,6 +167,9 @@ def read_run(path: Path) -> Run | Skipped:
         problem = "config.json is not a JSON object"
     if problem:
         return Skipped(path, problem)
+    if config.get("kind") not in (None, "offline"):
+        # offline-to-online runs report scores before/after fine-tuning, not a final offline score
+        return Skipped(path, f"a '{config.get('kind')}' run, not an offline training run")
     summary, problem = _read_json(path / "summary.json")
     if problem is None and not isinstance(summary, dict):
         problem = "summary.json is not a JSON object"
