@@ -121,6 +121,15 @@ grid:
     assert [t["id"] for t in changed.trials() if t["algorithm"] == "bc"] == [t["id"] for t in bc]
 
 
+def test_example_spec_is_valid():
+    from offrl.sweep import load_spec
+
+    spec = load_spec(Path(__file__).parent.parent / "examples" / "sweep.yaml")
+    trials = spec.trials()
+    assert len(trials) == 1 + 3  # bc with defaults, td3bc with three alphas
+    assert sorted(t["hyperparameters"].get("alpha", 0) for t in trials) == [0, 1.0, 2.5, 5.0]
+
+
 def test_random_search_is_reproducible_and_in_range(tmp_path):
     from offrl.sweep import load_spec
 
@@ -161,6 +170,18 @@ def test_cli_reports_a_bad_spec_with_exit_code_2(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     assert main(["bench", "--algos", "bc,nope", "--datasets", "default", "--out", str(tmp_path / "b")]) == 2
     assert "--algos names 'nope'" in capsys.readouterr().err
+
+
+def test_ray_engine_without_ray_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from offrl.sweep import run_sweep
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if not installed
+    spec = write_spec(tmp_path / "s.yaml", "algorithms: [bc]\ndatasets: [default]\n")
+    with pytest.raises(ConfigError, match=r"pip install 'offrl\[ray\]'"):
+        run_sweep(spec, out=tmp_path / "out", engine="ray", echo=None)
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- local executor, end to end

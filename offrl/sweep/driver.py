@@ -113,7 +113,9 @@ def run_sweep(
             directory = trial_dir(out, trial_id)
             state, record = trial_state(directory, index.spec_hash)
             error = record.get("error")
-            if state in ("interrupted", "pending", "stale"):
+            if outcome.get("error"):  # the Ray task itself failed: what is on disk is an older attempt
+                state, error = "interrupted", outcome["error"]
+            elif state in ("interrupted", "pending", "stale"):
                 state = "interrupted"
                 if "returncode" in outcome:
                     error = f"{describe_returncode(outcome['returncode'])} before the trial recorded how it ended"

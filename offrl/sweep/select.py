@@ -138,6 +138,10 @@ def select_best(sweep_dir: str | Path) -> dict[str, Any]:
             "groups": result}
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def format_selection(selection: dict[str, Any]) -> str:
     lines = [f"selection criterion: {selection['criterion_explained']}"]
     for group in selection["groups"]:
@@ -149,7 +153,7 @@ def format_selection(selection: dict[str, Any]) -> str:
             continue
         params = ", ".join(f"{k}={v}" for k, v in best["hyperparameters"].items()) or "defaults"
         lines.append(head + f"{params} [{best['trial']}] criterion {best['criterion']:.2f} ({best['metric']}); "
-                            f"its final (test) score {best['test_final_mean']:.2f} ± {best['test_final_std']:.2f} "
+                            f"its final (test) score {_number(best['test_final_mean'])} ± {_number(best['test_final_std'])} "
                             f"over {len(best['test_final_per_seed'])} seeds "
                             f"({len(group['candidates'])} configurations, "
                             f"{sum(1 for c in group['candidates'] if not c.get('ineligible'))} eligible)")

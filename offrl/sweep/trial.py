@@ -113,6 +113,11 @@ def run_trial(
     started = time.perf_counter()
     try:
         _train_and_validate(trial, directory, dataset, expected_fingerprint, record)
+    except KeyboardInterrupt:  # Ctrl-C: the runs are marked interrupted; say so here too, then stop
+        record.update(status="interrupted", error="interrupted (Ctrl-C)", finished_at=now(),
+                      seeds_status=_seed_statuses(directory, trial["seeds"]))
+        atomic_write_json(directory / TRIAL_RECORD, record)
+        raise
     except OffrlInputError as error:
         record.update(status="failed", error=str(error), error_kind="bad input")
     except Exception as error:  # noqa: BLE001 - any crash ends this trial only; the sweep goes on
@@ -269,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     except OffrlInputError as error:
         print(f"offrl: error: {error}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    except KeyboardInterrupt:
+        print(f"trial {argv[1]}: interrupted", file=sys.stderr)
+        return 130
     print(f"trial {argv[1]}: {record['status']}" + (f" ({record['error']})" if record.get("error") else ""), flush=True)
     if record.get("traceback"):
         print(record["traceback"], file=sys.stderr)
