@@ -80,6 +80,8 @@ def spec_error(tmp_path: Path, text: str) -> str:
      "expected a float hyperparameter"),
     ("algorithms: [bc]\ndatasets: [default]\nselection: {criterion: final}\n", "'selection.criterion' is 'final'"),
     ("algorithms: [bc\n", "is not valid YAML at line"),
+    ("algorithms: [bc]\ndatasets: [default]\nconfig: {bc: {batch_size: 64}}\ngrid: {bc: {batch_size: [32]}}\n",
+     "'config.bc.batch_size' and 'grid.bc.batch_size' both set"),
 ])
 def test_spec_errors_name_the_file_and_key(tmp_path, text, expected):
     assert expected in spec_error(tmp_path, text)

@@ -15,7 +15,7 @@ def add_commands(commands) -> None:
         "sweep", help="run a grid or random search of trials from a YAML spec (local process pool or Ray)",
         description="Run every trial of SPEC (algorithms x datasets x hyperparameters, each with all seeds). "
                     "Rerunning the same command resumes: finished trials are skipped, failed and interrupted "
-                    "ones run again. See examples/sweep.yaml and docs/ray.md.")
+                    "ones run again. See examples/sweep.yaml, docs/sweeps.md and docs/ray.md.")
     sweep.add_argument("spec", help="sweep spec (YAML); with --select, a spec or a sweep directory")
     sweep.add_argument("--select", action="store_true",
                        help="only print the best configuration per (algorithm, dataset) of an existing sweep")

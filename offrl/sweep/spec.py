@@ -155,6 +155,13 @@ def parse_spec(raw: Any, where: str = "spec", base_dir: str | Path | None = None
     values["grid"] = _per_algorithm(raw.get("grid", {}), algorithms, where, "grid", _grid_values)
     values["search"] = _search(raw.get("search", {"kind": "grid"}), algorithms, where)
     values["selection"] = _selection(raw.get("selection", {}), where)
+    for algorithm in algorithms:  # one hyperparameter, one place
+        places = [("config", values["config"].get(algorithm, {})), ("grid", values["grid"].get(algorithm, {})),
+                  ("search.space", values["search"].get("space", {}).get(algorithm, {}))]
+        for (first, a), (second, b) in itertools.combinations(places, 2):
+            for name in sorted(set(a) & set(b)):
+                raise ConfigError(f"{where}: '{first}.{algorithm}.{name}' and '{second}.{algorithm}.{name}' both set "
+                                  f"{name}; expected it in one of them.")
     return SweepSpec(where=where, name=name, values=values)
 
 
