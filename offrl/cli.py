@@ -127,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         seeds = range(train_config.seed, train_config.seed + args.seeds)
         results = train_seeds(algo, algo_config, dataset, train_config, run_dir, seeds, dataset_reference=reference,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, axis=args.seed_axis)
         return _print_seed_results(run_dir, results, dataset)
     result = train_offline(algo, algo_config, dataset, train_config, run_dir, dataset_reference=reference,
                            progress=not args.no_progress)
@@ -352,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--clip-actions", action="store_true", help="clip dataset actions into the action space instead of refusing them")
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
         sub.add_argument("--seeds", type=int, default=1, metavar="N",
-                         help="train N seeds (--seed .. --seed+N-1) in one vmapped program, each in RUN_DIR/seed_<s> (default 1)")
+                         help="train N seeds (--seed .. --seed+N-1) in one compiled program, each in RUN_DIR/seed_<s> (default 1)")
+        sub.add_argument("--seed-axis", default="auto", choices=("auto", "vmap", "map"),
+                         help="how the seeds share the program: vmap (batched; GPU default) or map (one after another; CPU default)")
         sub.add_argument("--env", dest="TrainConfig.env_id", default=argparse.SUPPRESS, metavar="ENV_ID",
                          help="evaluation environment (default: the dataset's env id)")
         add_config_arguments(sub, TrainConfig, "training", exclude=("env_id",))

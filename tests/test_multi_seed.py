@@ -37,12 +37,13 @@ def metric_values(run_dir: Path) -> np.ndarray:
     return np.array([[value for key, value in sorted(line.items()) if isinstance(value, float)] for line in lines])
 
 
-@pytest.mark.parametrize("algo", [td3_bc, iql], ids=["td3bc", "iql"])
-def test_vmapped_seeds_equal_the_same_seeds_run_one_by_one(algo, tmp_path):
+@pytest.mark.parametrize("algo, axis", [(td3_bc, "vmap"), (td3_bc, "map"), (iql, "vmap")], ids=["td3bc-vmap", "td3bc-map", "iql-vmap"])
+def test_seeds_in_one_program_equal_the_same_seeds_run_one_by_one(algo, axis, tmp_path):
     dataset = pendulum_shaped_dataset()
     config = algo.Config(hidden_dims=(32, 32), batch_size=64)
     seeds = [3, 7, 11]
-    grouped = train_seeds(algo, config, dataset, TRAIN, tmp_path / "group", seeds, progress=False)
+    grouped = train_seeds(algo, config, dataset, TRAIN, tmp_path / "group", seeds, progress=False, axis=axis)
+    assert grouped[0].summary["seed_axis"] == axis
     assert [result.summary["status"] for result in grouped] == ["finished"] * 3
     for seed in seeds:
         single = train_offline(algo, config, dataset, TrainConfig(**{**TRAIN.__dict__, "seed": seed}),
@@ -136,6 +137,8 @@ def test_a_diverging_seed_stops_alone_and_the_others_finish(tmp_path):
 def test_seeds_must_be_distinct_and_the_directories_new(tmp_path):
     dataset = pendulum_shaped_dataset()
     config = bc.Config(hidden_dims=(32, 32), batch_size=64)
+    with pytest.raises(ConfigError, match="--seed-axis is 'pmap'"):
+        train_seeds(bc, config, dataset, TRAIN, tmp_path / "runs", [1, 2], progress=False, axis="pmap")
     with pytest.raises(ConfigError, match="distinct seeds"):
         train_seeds(bc, config, dataset, TRAIN, tmp_path / "runs", [1, 1], progress=False)
     (tmp_path / "runs" / "seed_2").mkdir(parents=True)

@@ -1,6 +1,7 @@
 """Many seeds of one configuration in one compiled program: `train_seeds`.
 
-The seeds are a `vmap` axis of the fused update (the dataset is shared, not copied); each seed
+The seeds are an axis of the fused update (`vmap`, or `lax.map` on CPU where batched matmuls are
+slow: offrl/train/seed_axis.py); the dataset is shared, not copied. Each seed
 writes RUN_DIR/seed_<s>/, an ordinary run directory whose config.json records its own seed, so
 reports, `load_policy` and `offrl train --resume` treat it like any other run. A seed that
 diverges is stopped and marked "diverged"; the others carry on.
@@ -27,6 +28,7 @@ from offrl.train.offline import (
     train_members,
 )
 from offrl.train.run_dir import RunDirectory
+from offrl.train.seed_axis import SEED_AXES
 
 
 def seed_run_dir(run_dir: str | Path, seed: int) -> Path:
@@ -44,6 +46,7 @@ def train_seeds(
     progress: bool = True,
     on_log: Callable[[dict[str, Any]], None] | None = None,
     resume: bool = False,
+    axis: str = "auto",
 ) -> list[TrainResult]:
     """Train one agent per seed in `seeds`, all in one program; results in the order of `seeds`.
 
@@ -52,6 +55,8 @@ def train_seeds(
     together from the newest checkpoint step they share.
     """
     seeds = [int(seed) for seed in seeds]
+    if axis not in SEED_AXES:
+        raise ConfigError(f"--seed-axis is {axis!r}; expected one of: {', '.join(SEED_AXES)}.")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds gives {seeds}; expected one or more distinct seeds.")
     env_id, has_reference = check_training_inputs(algo_config, dataset, train)
@@ -97,7 +102,7 @@ def train_seeds(
         member_seeds = [seed for _, seed in members]
         trained = guarded(member_runs, lambda: train_members(
             algo, algo_config, dataset, train, member_runs, member_seeds, normalizer, device_data, env_id,
-            has_reference, progress, on_log, resume,
+            has_reference, progress, on_log, resume, axis,
         ))
         results.update(zip(member_seeds, trained))
     return [results[seed] for seed in seeds]

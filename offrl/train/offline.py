@@ -38,9 +38,11 @@ from offrl.evaluate.scores import normalized_score
 from offrl.train.checkpoint import Checkpoint, checkpoint_path, latest_valid_checkpoint, load_checkpoint_full, save_checkpoint
 from offrl.train.divergence import DivergenceError, all_finite, all_finite_per_seed, find_divergence, mark_diverged
 from offrl.train.configs import config_from_json, config_to_json, validate_algorithm_config
+from offrl.train.extra_fields import offline_extra_arrays
 from offrl.train.fused import make_fused_update
 from offrl.train.policy import Policy
 from offrl.train.run_dir import RunDirectory
+from offrl.train.seed_axis import resolve_seed_axis, seed_axis
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | 
     )
     layout = getattr(algo, "training_data", None)
     arrays = training_arrays(dataset, normalizer) if layout is None else layout(dataset, normalizer, algo_config)
+    if layout is None:  # fields an algorithm declares in EXTRA_FIELDS (Cal-QL's mc_returns)
+        arrays.update(offline_extra_arrays(algo, algo_config, dataset, normalizer))
     device_data = jax.device_put(arrays)
     return normalizer, device_data
 
@@ -326,10 +330,11 @@ def _evaluation_record(policy: Policy, env_id: str, train: TrainConfig, seed: in
 
 
 def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, device_data, env_id, has_reference,
-                  progress, on_log, resume=False) -> list[TrainResult]:
-    """Train one agent per seed, all in one compiled program (vmapped over the seed axis when
-    there are several), each writing its own run directory. Seed `s` of a group follows the same
-    key schedule as a single run with seed `s`, so the two agree to float tolerance.
+                  progress, on_log, resume=False, axis: str = "auto") -> list[TrainResult]:
+    """Train one agent per seed, all in one compiled program (with a seed axis, `vmap` or `map`
+    as offrl/train/seed_axis.py explains, when there are several), each writing its own run
+    directory. Seed `s` of a group follows the same key schedule as a single run with seed `s`,
+    so the two agree to float tolerance.
     """
     count = len(runs)
     vmapped = count > 1
@@ -371,7 +376,7 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
     def compile_chunk(size: int):
         fused = make_fused_update(algo, algo_config, size)
         if vmapped:
-            fused = jax.vmap(fused, in_axes=(0, None, 0))
+            fused = seed_axis(fused, axis)
         return jax.jit(fused).lower(state, device_data, train_key).compile()
 
     compile_started = time.perf_counter()
@@ -386,7 +391,7 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
 
     with TrainingProgress(train.steps, enabled=progress) as bar:
         action = f"resumed at step {step}" if resume else f"{train.steps} updates"
-        seeds_note = f" x {count} seeds in one program" if vmapped else ""
+        seeds_note = f" x {count} seeds in one program ({resolve_seed_axis(axis)})" if vmapped else ""
         bar.log(f"{algo.NAME} on {dataset!r}: {action}{seeds_note}, compiled in {compile_seconds:.1f} s -> "
                 f"{runs[0].path if count == 1 else runs[0].path.parent}")
         bar.advance(step, {})
@@ -450,6 +455,7 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
             train_seconds=train_seconds,
             updates_per_second=step / train_seconds if train_seconds else None,
             seeds_in_program=count,
+            seed_axis=resolve_seed_axis(axis) if vmapped else None,
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
         results.append(TrainResult(run_dir=run.path, policy=Policy(algo, member(state, index), normalizer), summary=summary))
