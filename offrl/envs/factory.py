@@ -24,15 +24,25 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
 @contextlib.contextmanager
 def _quiet_native_stderr():
     """MuJoCo's model compiler prints deprecation notes for Gymnasium's own XML files (e.g.
-    HalfCheetah's 'settotalmass') straight to file descriptor 2, once per env; silence them
-    while an env is built. Python exceptions still propagate normally."""
+    HalfCheetah's 'settotalmass') straight to file descriptor 2, once per env, and appends them
+    to MUJOCO_LOG.TXT in the working directory; silence both while an env is built (MuJoCo's
+    warning handler is swapped for one that drops them). Python exceptions still propagate."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
+        import mujoco
+    except ImportError:  # a non-MuJoCo env without the mujoco package
+        mujoco = None
+    previous_handler = mujoco.get_mju_user_warning() if mujoco else None
+    try:
         os.dup2(devnull, 2)
+        if mujoco:
+            mujoco.set_mju_user_warning(lambda message: None)
         yield
     finally:
+        if mujoco:
+            mujoco.set_mju_user_warning(previous_handler)
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
