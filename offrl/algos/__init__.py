@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from offrl.algos import awac, bc, cql, edac, iql, percent_bc, rebrac, sac_n, spot, td3_bc
+from offrl.algos import awac, bc, calql, cql, edac, iql, percent_bc, rebrac, rlpd, sac_n, spot, td3_bc
 from offrl.errors import ConfigError
 
 ALGORITHMS: dict[str, ModuleType] = {
-    module.NAME: module for module in (bc, td3_bc, iql, cql, rebrac, sac_n, edac, percent_bc, spot, awac)
+    module.NAME: module for module in (bc, td3_bc, iql, cql, rebrac, sac_n, edac, percent_bc, spot, awac, calql)
 }
+
+# Trained online with a dataset as prior data (offrl.train.finetune), not by the offline engine:
+# `offrl train NAME` dispatches them to the fine-tuning engine from an untrained agent.
+ONLINE_ALGORITHMS: dict[str, ModuleType] = {module.NAME: module for module in (rlpd,)}
 
 
 def get_algorithm(name: str) -> ModuleType:
+    known = {**ALGORITHMS, **ONLINE_ALGORITHMS}
     try:
-        return ALGORITHMS[name.lower()]
+        return known[name.lower()]
     except KeyError:
         raise ConfigError(
-            f"Unknown algorithm {name!r}; expected one of: {', '.join(sorted(ALGORITHMS))}."
+            f"Unknown algorithm {name!r}; expected one of: {', '.join(sorted(known))}."
         ) from None
