@@ -308,9 +308,9 @@ def cmd_datasets_make(args: argparse.Namespace) -> int:
 
 
 def cmd_algos(args: argparse.Namespace) -> int:
-    from offrl.algos import ALGORITHMS
+    from offrl.algos import ALGORITHMS, ONLINE_ALGORITHMS
 
-    for name, module in sorted(ALGORITHMS.items()):
+    for name, module in sorted({**ALGORITHMS, **ONLINE_ALGORITHMS}.items()):
         print(f"{name:10s} {module.DESCRIPTION}\n{'':10s} {module.PAPER}")
     return 0
 
@@ -328,6 +328,94 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     print(format_comparison(compare_runs(args.run_a, args.run_b, reps=args.bootstrap, seed=args.seed)))
     return 0
+
+
+# ------------------------------------------------------------------ offline-to-online
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """`offrl finetune OFFLINE_RUN`: continue an offline run online (offrl.train.finetune)."""
+    from offrl.train.finetune import FinetuneConfig, finetune, resume_finetune
+
+    dataset = _resolve_dataset(args.dataset, args.data_dir, args.clip_actions) if args.dataset else None
+    if args.resume:
+        if not args.run_dir:
+            raise ConfigError("--resume needs --run-dir OUT, the fine-tuning run to continue.")
+        return _print_finetune_result(resume_finetune(args.run_dir, dataset=dataset, progress=not args.no_progress))
+    config = config_from_args(FinetuneConfig, args)
+    config.validate()
+    run_dir = args.run_dir or Path("runs") / f"finetune-{Path(args.offline_run).name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return _print_finetune_result(finetune(args.offline_run, config, run_dir, dataset=dataset, progress=not args.no_progress))
+
+
+def cmd_train_online(args: argparse.Namespace) -> int:
+    """`offrl train rlpd`: an online algorithm from scratch, with the dataset as prior data."""
+    from offrl.algos import get_algorithm
+    from offrl.train.finetune import FinetuneConfig, resume_finetune, train_with_prior_data
+
+    algo = get_algorithm(args.algorithm)
+    if args.resume:
+        return _print_finetune_result(resume_finetune(args.resume, progress=not args.no_progress))
+    if not args.dataset:
+        raise ConfigError("--dataset is missing; expected a dataset path or registered name (or --resume RUN_DIR).")
+    algo_config = config_from_args(algo.Config, args)
+    config = config_from_args(FinetuneConfig, args)
+    config.validate()
+    dataset = _resolve_dataset(args.dataset, args.data_dir, args.clip_actions)
+    dataset_name = dataset.metadata.name or Path(args.dataset).stem
+    run_dir = args.run_dir or Path("runs") / f"{algo.NAME}-{dataset_name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    reference = {"argument": args.dataset, "name": dataset.metadata.name, "source": dataset.metadata.source,
+                 "data_dir": args.data_dir, "clip_actions": args.clip_actions}
+    return _print_finetune_result(train_with_prior_data(algo, algo_config, dataset, config, run_dir,
+                                                        dataset_reference=reference, progress=not args.no_progress))
+
+
+def _print_finetune_result(result) -> int:
+    summary = result.summary
+    print(f"run directory: {result.run_dir}")
+    if summary.get("score_before") is not None:
+        print(f"normalized score: {summary['score_before']:.1f} before -> {summary['score_after']:.1f} after "
+              f"{summary['online_steps']} online steps (best {summary['best_score']:.1f} at step {summary['best_step']})")
+        regrets = [f"{summary[key]:.3f} ({what})" for key, what in (("regret", "evaluations"), ("train_regret", "training episodes"))
+                   if summary.get(key) is not None]
+        print(f"regret: {', '.join(regrets) or '-'}")
+    else:
+        print(f"return: {summary['return_before']:.1f} before -> {summary['return_after']:.1f} after "
+              f"{summary['online_steps']} online steps (no reference scores in the dataset)")
+    print(f"wall time: {summary['wall_seconds']:.0f} s (compile {summary['compile_seconds']:.1f} s)")
+    return 0
+
+
+def add_finetune_parsers(commands, algorithms) -> None:
+    """`offrl finetune` and `offrl train ONLINE_ALGO` (flags from FinetuneConfig and the algorithm's Config)."""
+    from offrl.algos import ONLINE_ALGORITHMS
+    from offrl.train.finetune import FinetuneConfig
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--run-dir", default=None, help="where to write the run (default: runs/...)")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+        sub.add_argument("--env", dest="FinetuneConfig.env_id", default=argparse.SUPPRESS, metavar="ENV_ID",
+                         help="environment to interact with and evaluate in (default: the run's or dataset's env id)")
+        add_config_arguments(sub, FinetuneConfig, "online training", exclude=("env_id",))
+
+    finetune = commands.add_parser("finetune", help="fine-tune an offline run online (mixed or WSRL batches)",
+                                   description="Continue an offline run online: collect with its policy, mix online "
+                                               "and offline data in each batch, evaluate periodically.")
+    finetune.add_argument("offline_run", metavar="RUN_DIR", help="the offline run directory to start from")
+    finetune.add_argument("--resume", action="store_true", help="continue the fine-tuning run in --run-dir from its latest checkpoint")
+    finetune.add_argument("--dataset", default=None, help="the offline run's dataset (default: the one its config.json names)")
+    finetune.add_argument("--data-dir", default=None, help="offrl data directory (default: $OFFRL_DATA_DIR or ~/.offrl)")
+    finetune.add_argument("--clip-actions", action="store_true", help="clip dataset actions into the action space instead of refusing them")
+    common(finetune)
+    finetune.set_defaults(handler=cmd_finetune)
+
+    for name, module in sorted(ONLINE_ALGORITHMS.items()):
+        sub = algorithms.add_parser(name, help=module.DESCRIPTION.replace("%", "%%"), description=f"{module.DESCRIPTION} ({module.PAPER})")
+        sub.add_argument("--dataset", default=None, help="prior data: dataset path or registered name (required unless --resume)")
+        sub.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest valid checkpoint")
+        sub.add_argument("--data-dir", default=None, help="offrl data directory (default: $OFFRL_DATA_DIR or ~/.offrl)")
+        sub.add_argument("--clip-actions", action="store_true", help="clip dataset actions into the action space instead of refusing them")
+        common(sub)
+        add_config_arguments(sub, module.Config, f"{name} hyperparameters")
+        sub.set_defaults(handler=cmd_train_online)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -360,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_arguments(sub, TrainConfig, "training", exclude=("env_id",))
         add_config_arguments(sub, module.Config, f"{name} hyperparameters")
         sub.set_defaults(handler=cmd_train)
+    add_finetune_parsers(commands, algorithms)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a run's final policy")
     evaluate.add_argument("run_dir")

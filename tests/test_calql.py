@@ -91,7 +91,7 @@ def test_calibration_bounds_policy_q_values_from_below():
 def test_penalty_policy_terms_never_go_below_the_mc_return():
     """With a bound far above every Q, the logsumexp of the penalty sits at least at the bound
     (minus the policy samples' log-density), while CQL's does not; without bounds Cal-QL is CQL."""
-    config = calql.Config(hidden_dims=(16, 16), num_sampled_actions=4)
+    config = calql.Config(hidden_dims=(8,), num_sampled_actions=3)
     state = calql.init(jax.random.PRNGKey(0), Spec(3, 2), config)
     update = jax.jit(calql.update, static_argnums=2)
     _, bounded = update(state, _batch(mc_returns=1_000.0), config)

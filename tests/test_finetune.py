@@ -52,6 +52,7 @@ class ProbeState:
 
 class probe:  # noqa: N801 - stands in for an algorithm module
     NAME = "probe"
+    DESCRIPTION = PAPER = "a probe of the engine"
     Config = ProbeConfig
 
     @staticmethod
@@ -105,8 +106,9 @@ def test_sampled_batch_holds_the_ratio_of_offline_rows_and_only_filled_online_ro
                for name in ("observations", "actions", "rewards", "next_observations", "dones")}
     online = {name: jnp.full((50, *values.shape[1:]), 7.0) for name, values in offline.items()}
     online = {name: values.at[:10].set(1.0) for name, values in online.items()}  # 10 filled rows, 40 never written
+    sample = jax.jit(sample_mixed_batch, static_argnums=(3, 4))
     for offline_rows in (0, 16, 64):
-        batch = sample_mixed_batch(offline, online, jax.random.PRNGKey(offline_rows), 64, offline_rows, jnp.int32(10))
+        batch = sample(offline, online, jax.random.PRNGKey(offline_rows), 64, offline_rows, jnp.int32(10))
         rewards = np.asarray(batch.rewards)
         assert rewards.shape == (64,)
         assert np.all(rewards[:offline_rows] == -1.0) and np.all(rewards[offline_rows:] == 1.0)
@@ -194,18 +196,22 @@ def test_bad_settings_are_refused():
 
 
 def test_reset_optimizers_clears_adam_moments():
-    config = spot.Config(hidden_dims=(8,), vae_hidden_dims=(8,), vae_steps=0, batch_size=4)
-    state = spot.init(jax.random.PRNGKey(0), Spec(3, 1), config)
-    rng = np.random.default_rng(0)
-    from offrl.types import Batch
+    import optax
+    from flax.training.train_state import TrainState
 
-    batch = Batch(*(jnp.asarray(rng.normal(size=shape), jnp.float32) for shape in ((4, 3), (4, 1), (4,), (4, 3), (4,))))
-    for _ in range(2):
-        state, _ = spot.update(state, batch, config)
-    moments = lambda s: sum(float(jnp.abs(leaf).sum()) for leaf in jax.tree.leaves(s.critic.opt_state))  # noqa: E731
+    @struct.dataclass
+    class TwoParts:
+        actor: TrainState
+        other: jax.Array
+
+    actor = TrainState.create(apply_fn=None, params={"w": jnp.ones(3)}, tx=optax.adam(1e-3))
+    state = TwoParts(actor=actor.apply_gradients(grads={"w": jnp.arange(3.0)}), other=jnp.ones(2))
+    moments = lambda s: sum(float(jnp.abs(leaf).sum()) for leaf in jax.tree.leaves(s.actor.opt_state))  # noqa: E731
     assert moments(state) > 0
     fresh = reset_optimizers(state)
-    assert moments(fresh) == 0 and jax.tree.all(jax.tree.map(jnp.array_equal, fresh.critic.params, state.critic.params))
+    assert moments(fresh) == 0
+    np.testing.assert_array_equal(fresh.actor.params["w"], state.actor.params["w"])
+    np.testing.assert_array_equal(fresh.other, state.other)
 
 
 # ------------------------------------------------------------------------------------ resume
@@ -258,3 +264,34 @@ def test_finetuning_improves_a_weak_offline_policy(tmp_path):
         records(tmp_path / "online", "eval.jsonl")[0]["return_mean"]) and offline.summary["final_return"] < -700
     assert summary["return_after"] > summary["return_before"] + REQUIRED_GAIN, summary
     assert summary["online_steps"] == FINETUNE_STEPS and summary["wall_seconds"] > 0
+
+
+# --------------------------------------------------------------------------------------- CLI
+def test_cli_finetune_resume_and_rlpd(marked_pendulum, registered_probe, tmp_path, capsys):
+    from offrl.cli import main
+    from offrl.data.d4rl_io import write_npz
+
+    data = str(write_npz(marked_pendulum, tmp_path / "prior.npz"))
+    train_offline(probe, ProbeConfig(), marked_pendulum, TrainConfig(steps=20, log_every=10, eval_episodes=1),
+                  tmp_path / "offline", progress=False)
+    online = ["--online-steps", "60", "--eval-every", "30", "--eval-episodes", "1", "--log-every", "30", "--no-progress"]
+    assert main(["finetune", str(tmp_path / "offline"), "--dataset", data, "--run-dir", str(tmp_path / "ft"),
+                 "--offline-ratio", "0.25", "--utd", "3", *online]) == 0
+    out = capsys.readouterr().out
+    assert "before ->" in out and "60 online steps" in out and "regret" in out
+    saved = json.loads((tmp_path / "ft/config.json").read_text())
+    assert saved["settings"]["offline_ratio"] == 0.25 and saved["offline_run"]["step"] == 20
+    assert [m["offline_rows"] for m in records(tmp_path / "ft", "metrics.jsonl")] == [5, 5]
+    assert main(["finetune", str(tmp_path / "offline"), "--dataset", data, "--run-dir", str(tmp_path / "ft"), "--resume",
+                 "--no-progress"]) == 0
+    assert "run directory" in capsys.readouterr().out
+
+    assert main(["finetune", str(tmp_path / "offline"), "--offline-ratio", "1.5", *online]) == 2
+    assert "--offline-ratio is 1.5" in capsys.readouterr().err
+    # `offrl train rlpd` goes to the fine-tuning engine from an untrained agent (here only its warm-up).
+    assert main(["train", "rlpd", "--dataset", data, "--run-dir", str(tmp_path / "rlpd"), "--warmup-steps", "60",
+                 "--hidden-dims", "8", "--num-critics", "2", *online]) == 0
+    summary = json.loads((tmp_path / "rlpd/summary.json").read_text())
+    assert summary["status"] == "finished" and summary["online_steps"] == 60 and summary["updates"] == 0
+    saved = json.loads((tmp_path / "rlpd/config.json").read_text())
+    assert saved["offline_run"] is None and saved["settings"]["utd"] == 20 and saved["algorithm"] == "rlpd"

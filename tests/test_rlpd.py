@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from offrl.algos import rlpd
-from offrl.train.finetune import FinetuneConfig, train_with_prior_data
+from offrl.train.finetune import FinetuneConfig, init_state, train_with_prior_data
 from offrl.types import Batch, Spec
 
 
@@ -30,23 +30,28 @@ def test_target_subset_draws_the_configured_number_of_distinct_critics():
     assert len({tuple(np.flatnonzero(m)) for m in masks}) > 10  # different pairs, not a fixed one
 
 
-def test_critic_ensemble_has_ten_layer_normed_members():
-    state = rlpd.init(jax.random.PRNGKey(0), Spec(3, 1), rlpd.Config(hidden_dims=(16, 16)))
-    paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(state.critic.params)]
+SMALL = rlpd.Config(hidden_dims=(4,), actor_update_every=4)  # ten critics, tiny layers: cheap to compile
+
+
+@pytest.fixture(scope="module")
+def small_state():
+    return init_state(rlpd, jax.random.PRNGKey(0), Spec(3, 1), SMALL)
+
+
+def test_critic_ensemble_has_ten_layer_normed_members(small_state):
+    paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(small_state.critic.params)]
     assert any("LayerNorm" in path for path in paths)
-    assert {leaf.shape[0] for leaf in jax.tree.leaves(state.critic.params)} == {10}
-    q = state.critic.apply_fn(state.critic.params, _batch().observations, _batch().actions)
+    assert {leaf.shape[0] for leaf in jax.tree.leaves(small_state.critic.params)} == {10}
+    q = small_state.critic.apply_fn(small_state.critic.params, _batch().observations, _batch().actions)
     assert q.shape == (10, 32)
     assert rlpd.target_entropy(6, rlpd.Config()) == -3.0  # -action_dim / 2, the reference's default
 
 
-def test_actor_and_temperature_update_once_per_group_critics_every_time():
-    config = rlpd.Config(hidden_dims=(16, 16), actor_update_every=4)
-    state = rlpd.init(jax.random.PRNGKey(0), Spec(3, 1), config)
-    update = jax.jit(rlpd.update, static_argnums=2)
+def test_actor_and_temperature_update_once_per_group_critics_every_time(small_state):
+    state, update = small_state, jax.jit(rlpd.update, static_argnums=2)
     changed = []
     for i in range(8):
-        new, metrics = update(state, _batch(seed=i), config)
+        new, metrics = update(state, _batch(seed=i), SMALL)
         actor_moved = not all(jax.tree.leaves(jax.tree.map(jnp.array_equal, new.actor.params, state.actor.params)))
         critic_moved = not all(jax.tree.leaves(jax.tree.map(jnp.array_equal, new.critic.params, state.critic.params)))
         assert critic_moved
