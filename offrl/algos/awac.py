@@ -152,3 +152,13 @@ def act(state: State, observations: jax.Array, key: jax.Array, deterministic: bo
     if deterministic:
         return jnp.clip(state.actor.apply_fn(state.actor.params, observations)[0], -1.0, 1.0)
     return sample_actions(state.actor, observations, key)
+
+
+# Online fine-tuning settings (offrl.train.finetune). AWAC is built for this (Nair et al. 2020,
+# Sec. 5: the same updates continue online, offline data kept in the replay buffer), and CORL's
+# algorithms/finetune/awac.py changes no hyperparameter online and collects with policy samples
+# (Actor.act samples in training mode). CORL appends online transitions to the offline buffer;
+# here batches mix 50/50 (the engine's default), like the other fine-tuned algorithms.
+FINETUNE = {
+    "config": {},
+}
