@@ -142,3 +142,15 @@ def pendulum_dataset(pendulum_references) -> Dataset:
     dataset = collect_episodes("Pendulum-v1", mixed_quality(0.5), num_episodes=40, seed=0, name="pendulum-mixed-v0")
     dataset.metadata.ref_min_score, dataset.metadata.ref_max_score = pendulum_references
     return dataset
+
+
+@pytest.fixture(scope="session")
+def pendulum_mostly_random_dataset(pendulum_references) -> Dataset:
+    """Like `pendulum_dataset` but with 80% uniform random actions (mean return about -930):
+    imitation alone stays near -840 here, so learning needs the Q-function."""
+    from offrl.data.collect import collect_episodes
+    from scripted import mixed_quality
+
+    dataset = collect_episodes("Pendulum-v1", mixed_quality(0.8), num_episodes=40, seed=0, name="pendulum-mostly-random-v0")
+    dataset.metadata.ref_min_score, dataset.metadata.ref_max_score = pendulum_references
+    return dataset
