@@ -240,6 +240,48 @@ def test_resume_after_interruption_continues_from_the_checkpoint(marked_pendulum
     assert again.summary == result.summary
 
 
+KILLED_CHILD = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from test_finetune import ProbeConfig, probe
+from offrl.data.load import load_dataset
+from offrl.train.finetune import FinetuneConfig, train_with_prior_data
+
+def stall(log):
+    if log["online_step"] == 600:  # after the checkpoint at 500: wait here to be killed
+        print("ready", flush=True)
+        time.sleep(600)
+
+train_with_prior_data(probe, ProbeConfig(), load_dataset({data!r}), FinetuneConfig(online_steps=1_000, eval_every=500,
+                      eval_episodes=1, log_every=100, checkpoint_every=500, seed=4), {run!r}, progress=False, on_log=stall)
+"""
+
+
+def test_resume_after_sigkill(marked_pendulum, registered_probe, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from offrl.data.d4rl_io import write_npz
+    from offrl.data.load import load_dataset
+
+    data, run = str(write_npz(marked_pendulum, tmp_path / "prior.npz")), str(tmp_path / "run")
+    script = KILLED_CHILD.format(tests=os.path.dirname(__file__), data=data, run=run)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=60)
+    assert json.loads((tmp_path / "run/summary.json").read_text())["status"] == "running"  # killed: no chance to say more
+    result = resume_finetune(run, dataset=load_dataset(data), progress=False)
+    assert result.summary["status"] == "finished" and result.summary["resumed_from_steps"] == [500]
+    assert int(result.state.updates) == 1_000 and result.buffer_rows == 1_000
+    assert [e["online_step"] for e in records(tmp_path / "run", "eval.jsonl")] == [0, 500, 1_000]
+    assert [m["online_step"] for m in records(tmp_path / "run", "metrics.jsonl")] == list(range(100, 1_001, 100))
+
+
 # ---------------------------------------------------------------------------------- learning
 # Measured here (seed 0): ReBRAC pre-trained for 1,000 updates on uniformly random Pendulum data
 # returns about -1,100 to -1,300; after 3,000 fine-tuning steps about -150 to -400. Without updates
