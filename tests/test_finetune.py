@@ -153,6 +153,20 @@ def test_online_terminals_and_timeouts_are_stored_apart(tmp_path):
             assert np.all(np.abs(buffer["next_observations"][~dones, 1]) <= 0.2)
 
 
+def test_online_transitions_go_through_the_runs_normaliser(tmp_path):
+    dataset = collect_episodes("Pendulum-v1", uniform_random, num_episodes=2, seed=0, name="pendulum")
+    config = ProbeConfig(normalize_observations=True, normalize_rewards=True)
+    result = train_with_prior_data(probe, config, dataset, short(online_steps=200, warmup_steps=200, log_every=200),
+                                   tmp_path / "run", progress=False)
+    normalizer = Normalizer.from_json(json.loads((tmp_path / "run/config.json").read_text())["normalizer"])
+    assert normalizer.reward_scale != 1.0 and np.all(normalizer.observation_std != 1.0)
+    raw = result.buffer["observations"] * normalizer.observation_std + normalizer.observation_mean
+    np.testing.assert_allclose(raw[:, 0] ** 2 + raw[:, 1] ** 2, 1.0, atol=1e-4)  # Pendulum: (cos, sin, velocity)
+    assert not np.allclose(result.buffer["observations"][:, 0] ** 2 + result.buffer["observations"][:, 1] ** 2, 1.0, atol=1e-2)
+    episode_return = records(tmp_path / "run", "metrics.jsonl")[-1]["train_return"]  # raw, from the env
+    assert result.buffer["rewards"].sum() / normalizer.reward_scale == pytest.approx(episode_return, rel=1e-4)
+
+
 def test_wsrl_collects_a_warmup_then_trains_on_online_rows_only(marked_pendulum, tmp_path):
     result = train_with_prior_data(probe, ProbeConfig(), marked_pendulum,
                                    short(mode="wsrl", warmup_steps=100, utd=3), tmp_path / "run", progress=False)

@@ -1,0 +1,157 @@
+"""Offline-to-online fine-tuning benchmark: score before -> after N online steps, per method and seed.
+
+Each method except RLPD is first trained offline on the dataset (`train_offline`, its default
+Config), then fine-tuned online by `offrl.train.finetune.finetune` with the method's own FINETUNE
+settings; RLPD is trained online from scratch with the dataset as prior data. Scores are the
+dataset's normalised scores (its own reference returns), evaluated with the deterministic policy
+over `--eval-episodes` episodes: "before" at online step 0, "after" at step N, "best" over the
+evaluations in between. Regret is CORL's (mean over the online evaluations of 1 - score/100,
+clipped to [0, 1]). Wall times are per run, in seconds, compile included, on this machine.
+
+    python benchmarks/finetune.py [--methods iql,cql,rebrac,spot,awac,calql,rlpd] [--seeds 0,1,2]
+        [--dataset default] [--offline-steps 30000] [--online-steps 10000] [--eval-every 2500]
+        [--rlpd-utd 20] [--rlpd-warmup 5000] [--small] [--out runs/bench-finetune] [--markdown FILE]
+
+Finished runs under `--out` are reused, so an interrupted benchmark continues where it stopped.
+`--small` uses 64x64 networks (and a 64x64 VAE for SPOT) for a quick check of the pipeline; the
+default is each method's own D4RL-size configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from offrl.algos import get_algorithm
+from offrl.data.registry import resolve_dataset
+from offrl.train.finetune import FinetuneConfig, finetune, train_with_prior_data
+from offrl.train.offline import TrainConfig, train_offline
+
+METHODS = ("iql", "cql", "rebrac", "spot", "awac", "calql", "rlpd")
+
+
+def offline_config(algo, offline_steps: int, small: bool):
+    changes = {}
+    if small:
+        changes["hidden_dims"] = (64, 64)
+        if algo.NAME == "spot":
+            changes["vae_hidden_dims"] = (64, 64)
+    if algo.NAME == "spot":
+        # SPOT's update counter includes its VAE phase (100k updates by default): give the VAE the
+        # first half of the offline budget so the TD3 phase gets the other half.
+        changes["vae_steps"] = offline_steps // 2
+    if algo.NAME == "iql":
+        changes["actor_decay_steps"] = offline_steps  # the cosine schedule spans the offline run, as in the paper
+    return algo.Config(**changes)
+
+
+def finished(run: Path) -> dict | None:
+    summary = run / "summary.json"
+    if summary.exists():
+        record = json.loads(summary.read_text())
+        if record.get("status") == "finished":
+            return record
+    return None
+
+
+def run_one(method: str, seed: int, args, dataset, out: Path) -> dict:
+    algo = get_algorithm(method)
+    base = out / method / f"seed{seed}"
+    rlpd = method == "rlpd"
+    online_config = FinetuneConfig(online_steps=args.online_steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                                   checkpoint_every=args.online_steps, seed=seed, utd=args.rlpd_utd if rlpd else None,
+                                   warmup_steps=args.rlpd_warmup if rlpd else None)
+    offline_seconds = 0.0
+    if rlpd:
+        config = algo.Config(**({"hidden_dims": (64, 64)} if args.small else {}), actor_update_every=args.rlpd_utd)
+        summary = finished(base / "online")
+        if summary is None:
+            summary = train_with_prior_data(algo, config, dataset, online_config, base / "online",
+                                            dataset_reference={"argument": args.dataset}, progress=False).summary
+    else:
+        offline = finished(base / "offline")
+        if offline is None:
+            started = time.perf_counter()
+            train = TrainConfig(steps=args.offline_steps, eval_every=args.offline_steps, log_every=min(1_000, args.offline_steps),
+                                checkpoint_every=args.offline_steps, eval_episodes=args.eval_episodes, seed=seed)
+            offline = train_offline(algo, offline_config(algo, args.offline_steps, args.small), dataset, train, base / "offline",
+                                    dataset_reference={"argument": args.dataset}, progress=False).summary
+            offline["wall_seconds"] = time.perf_counter() - started
+            (base / "offline" / "bench.json").write_text(json.dumps({"wall_seconds": offline["wall_seconds"]}))
+        bench = base / "offline" / "bench.json"
+        offline_seconds = json.loads(bench.read_text())["wall_seconds"] if bench.exists() else float("nan")
+        summary = finished(base / "online")
+        if summary is None:
+            summary = finetune(base / "offline", online_config, base / "online", dataset=dataset, progress=False).summary
+    print(f"{method:7s} seed {seed}: {summary['score_before']:6.1f} -> {summary['score_after']:6.1f} "
+          f"(best {summary['best_score']:.1f}, regret {summary['regret']:.3f}), offline {offline_seconds:.0f} s, "
+          f"online {summary['wall_seconds']:.0f} s", flush=True)
+    return {"method": method, "seed": seed, "offline_seconds": offline_seconds, **summary}
+
+
+def mean_std(values) -> str:
+    values = np.asarray([v for v in values if v is not None], float)
+    if len(values) == 0:
+        return "-"
+    return f"{values.mean():.1f} ± {values.std():.1f}"
+
+
+def table(results: list[dict], args) -> str:
+    lines = [
+        f"| method | seeds | score before | score after {args.online_steps:,} steps | best | regret | offline s/run | online s/run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method in args.methods:
+        rows = [r for r in results if r["method"] == method]
+        if not rows:
+            continue
+        regret = np.mean([r["regret"] for r in rows if r["regret"] is not None])
+        offline = "-" if method == "rlpd" else f"{np.mean([r['offline_seconds'] for r in rows]):.0f}"
+        lines.append(
+            f"| {method} | {len(rows)} | {mean_std(r['score_before'] for r in rows)} | {mean_std(r['score_after'] for r in rows)} "
+            f"| {mean_std(r['best_score'] for r in rows)} | {regret:.3f} | {offline} | {np.mean([r['wall_seconds'] for r in rows]):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--dataset", default="default")
+    parser.add_argument("--offline-steps", type=int, default=30_000)
+    parser.add_argument("--online-steps", type=int, default=10_000)
+    parser.add_argument("--eval-every", type=int, default=2_500)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--rlpd-utd", type=int, default=20, help="RLPD's updates per env step (reference: 20)")
+    parser.add_argument("--rlpd-warmup", type=int, default=5_000, help="RLPD's uniform-random steps first (reference: 5000)")
+    parser.add_argument("--small", action="store_true", help="64x64 networks: a quick check of the pipeline")
+    parser.add_argument("--out", default="runs/bench-finetune")
+    parser.add_argument("--markdown", default=None, help="also write the table to this file")
+    args = parser.parse_args()
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    dataset = resolve_dataset(args.dataset)
+    print(f"{dataset!r}; JAX {jax.__version__} on {jax.devices()[0]}; {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    started = time.perf_counter()
+    results = [run_one(method, seed, args, dataset, Path(args.out)) for method in args.methods for seed in seeds]
+    text = (f"{dataset.metadata.name}: {args.offline_steps:,} offline updates (not RLPD), {args.online_steps:,} online steps "
+            f"(RLPD: {args.rlpd_warmup:,} random first, UTD {args.rlpd_utd}), {'64x64 networks' if args.small else 'default networks'}, "
+            f"{args.eval_episodes} evaluation episodes\n\n"
+            + table(results, args))
+    print(text)
+    print(f"total wall time {time.perf_counter() - started:.0f} s")
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
