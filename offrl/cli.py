@@ -420,7 +420,7 @@ def add_finetune_parsers(commands, algorithms) -> None:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from offrl.algos import ALGORITHMS
+    from offrl.algos import ALGORITHMS, ONLINE_ALGORITHMS
     from offrl.train.offline import TrainConfig
 
     parser = argparse.ArgumentParser(prog="offrl", description="Offline reinforcement learning: train, evaluate, inspect datasets.")
@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train an offline RL algorithm on a dataset")
     algorithms = train.add_subparsers(dest="algorithm", required=True, metavar="ALGO",
-                                      help=f"one of: {', '.join(sorted(ALGORITHMS))}")
+                                      help=f"one of: {', '.join(sorted({*ALGORITHMS, *ONLINE_ALGORITHMS}))}")
     for name, module in sorted(ALGORITHMS.items()):
         sub = algorithms.add_parser(name, help=module.DESCRIPTION.replace("%", "%%"), description=f"{module.DESCRIPTION} ({module.PAPER})")
         sub.add_argument("--dataset", default=None, help="dataset path (Minari dir, D4RL .hdf5, .npz) or registered name, e.g. 'default' (required unless --resume)")
