@@ -500,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     from offrl.sweep.commands import add_commands as add_sweep_commands  # `offrl sweep`, `offrl bench`
 
     add_sweep_commands(commands)
+    from offrl.evaluate.speed_command import add_command as add_speed_command  # `offrl bench-speed`
+
+    add_speed_command(commands)
     return parser
 
 

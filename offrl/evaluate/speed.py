@@ -1,0 +1,335 @@
+"""Training speed, measured: offrl's fused update beside d3rlpy's, and the machine's own matmul rate.
+
+`offrl bench-speed` (offrl/evaluate/speed_command.py) prints, per algorithm: offrl's updates/s
+through the engine's `make_fused_update` (the same program `offrl train` runs), its compile time,
+d3rlpy's updates/s for the same networks and batch in the same run (a subprocess of an interpreter
+that has d3rlpy, see offrl/evaluate/d3rlpy_speed.py), the ratio, and the fraction of the machine's
+float32 matmul rate that the update reaches.
+
+That fraction is (matmul FLOPs one update executes) x (updates/s) / (the rate this machine runs
+those same matmuls at, each alone as a plain 2-D product, back to back). The FLOPs are counted by
+running the update's jaxpr on real values (`executed_matmuls`): a `lax.cond` counts only the branch
+taken, so TD3's every-other-step actor update counts half (XLA's static cost analysis, also
+printed, counts both branches every step). 100% would mean nothing but matmuls at full speed;
+what is missing is the gather, elementwise work, the optimiser and per-op overhead.
+
+Nothing in the library imports this module; only the command does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jax_core
+
+from offrl.algos import get_algorithm
+from offrl.data.dataset import Dataset, DatasetMetadata
+from offrl.train.fused import make_fused_update, sample_batch
+from offrl.train.offline import prepare
+
+OBSERVATION_DIM, ACTION_DIM = 17, 6  # D4RL HalfCheetah
+BATCH_SIZE = 256  # issue 9: both libraries at batch 256 (sequence models keep their window batch)
+HALFCHEETAH_REFERENCE = (-280.178953, 12135.0)  # D4RL's halfcheetah random / expert returns
+
+
+def machine_description() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = ", load average %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    return f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}{load}"
+
+
+def random_dataset(transitions: int, seed: int = 0, episode_length: int = 1000) -> Dataset:
+    """Random transitions of D4RL HalfCheetah shape in episodes cut by timeouts, actions in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    starts = np.arange(0, transitions, episode_length)
+    timeouts = np.zeros(transitions, bool)
+    timeouts[np.append(starts[1:], transitions) - 1] = True
+    observations = rng.normal(size=(transitions, OBSERVATION_DIM)).astype(np.float32)
+    return Dataset(
+        observations=observations,
+        actions=rng.uniform(-1, 1, size=(transitions, ACTION_DIM)).astype(np.float32),
+        rewards=rng.normal(size=transitions).astype(np.float32),
+        next_observations=np.roll(observations, -1, axis=0),
+        terminals=np.zeros(transitions, bool),
+        timeouts=timeouts,
+        episode_starts=starts,
+        metadata=DatasetMetadata(name="random-halfcheetah-shape", env_id="HalfCheetah-v5",
+                                 ref_min_score=HALFCHEETAH_REFERENCE[0], ref_max_score=HALFCHEETAH_REFERENCE[1],
+                                 action_low=-np.ones(ACTION_DIM, np.float32), action_high=np.ones(ACTION_DIM, np.float32)),
+    )
+
+
+def benchmark_config(name: str) -> Any:
+    """The algorithm's default Config at the benchmark's batch size (windows keep their own batch)."""
+    config = get_algorithm(name).Config()
+    if hasattr(config, "context_length"):
+        return config
+    return replace(config, batch_size=BATCH_SIZE)
+
+
+# --- counting the matmuls an update executes -------------------------------------------------
+
+def _dot_shape(lhs: tuple, rhs: tuple, dimension_numbers) -> tuple[int, int, int, int]:
+    """(batch, m, k, n) of a dot_general: `batch` independent (m, k) @ (k, n) products."""
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+    batch = int(np.prod([lhs[d] for d in lhs_batch]))
+    k = int(np.prod([lhs[d] for d in lhs_contract]))
+    m = int(np.prod([size for d, size in enumerate(lhs) if d not in lhs_contract and d not in lhs_batch]))
+    n = int(np.prod([size for d, size in enumerate(rhs) if d not in rhs_contract and d not in rhs_batch]))
+    return batch, m, k, n
+
+
+def _run_jaxpr(jaxpr, consts, args, dots: Counter) -> list:
+    """Evaluate `jaxpr` eagerly on concrete values, adding every dot_general it executes to `dots`.
+
+    Control flow runs for real: a cond enters the branch its index selects, loops iterate.
+    """
+    env = {}
+
+    def read(var):
+        return var.val if isinstance(var, jax_core.Literal) else env[var]
+
+    for var, value in zip(jaxpr.constvars, consts):
+        env[var] = value
+    for var, value in zip(jaxpr.invars, args):
+        env[var] = value
+    for eqn in jaxpr.eqns:
+        values = [read(var) for var in eqn.invars]
+        name, params = eqn.primitive.name, eqn.params
+        if name == "dot_general":
+            shape = _dot_shape(values[0].shape, values[1].shape, params["dimension_numbers"])
+            dots[shape[1:]] += shape[0]
+        if name == "cond":
+            branch = params["branches"][int(values[0])]
+            outs = _run_closed(branch, values[1:], dots)
+        elif name == "scan":
+            outs = _run_scan(params, values, dots)
+        elif name == "while":
+            outs = _run_while(params, values, dots)
+        elif any(key in params for key in ("jaxpr", "call_jaxpr", "fun_jaxpr")):
+            inner = params.get("jaxpr") or params.get("call_jaxpr") or params.get("fun_jaxpr")
+            outs = _run_closed(inner, values, dots)
+        else:
+            outs = eqn.primitive.bind(*values, **eqn.primitive.get_bind_params(params))
+            outs = outs if eqn.primitive.multiple_results else [outs]
+        for var, value in zip(eqn.outvars, outs):
+            if not isinstance(var, jax_core.DropVar):
+                env[var] = value
+    return [read(var) for var in jaxpr.outvars]
+
+
+def _run_closed(closed, args, dots: Counter) -> list:
+    if isinstance(closed, jax_core.ClosedJaxpr):
+        return _run_jaxpr(closed.jaxpr, closed.consts, args, dots)
+    return _run_jaxpr(closed, [], args, dots)
+
+
+def _run_scan(params, values, dots: Counter) -> list:
+    consts, carry, xs = (values[: params["num_consts"]], values[params["num_consts"]: params["num_consts"] + params["num_carry"]],
+                         values[params["num_consts"] + params["num_carry"]:])
+    steps = range(params["length"])[::-1] if params["reverse"] else range(params["length"])
+    ys = []
+    for i in steps:
+        outs = _run_closed(params["jaxpr"], [*consts, *carry, *[x[i] for x in xs]], dots)
+        carry, y = outs[: params["num_carry"]], outs[params["num_carry"]:]
+        ys.append(y)
+    if params["reverse"]:
+        ys = ys[::-1]
+    stacked = [jnp.stack(column) for column in zip(*ys)] if ys and ys[0] else []
+    return [*carry, *stacked]
+
+
+def _run_while(params, values, dots: Counter) -> list:
+    cond_consts = values[: params["cond_nconsts"]]
+    body_consts = values[params["cond_nconsts"]: params["cond_nconsts"] + params["body_nconsts"]]
+    carry = values[params["cond_nconsts"] + params["body_nconsts"]:]
+    while bool(_run_closed(params["cond_jaxpr"], [*cond_consts, *carry], Counter())[0]):
+        carry = _run_closed(params["body_jaxpr"], [*body_consts, *carry], dots)
+    return carry
+
+
+def executed_matmuls(algo, config, state, data, updates: int = 4) -> tuple[Counter, Any]:
+    """{(m, k, n): products per update} that `updates` consecutive updates execute, averaged."""
+    custom_sample = getattr(algo, "sample", None)
+
+    def step(state, data, key):
+        batch = custom_sample(data, key, config) if custom_sample else sample_batch(data, key, config.batch_size)
+        return algo.update(state, batch, config)[0]
+
+    dots: Counter = Counter()
+    key = jax.random.PRNGKey(0)
+    for _ in range(updates):
+        key, step_key = jax.random.split(key)
+        closed = jax.make_jaxpr(step)(state, data, step_key)
+        flat = _run_closed(closed, jax.tree.leaves((state, data, step_key)), dots)
+        state = jax.tree.unflatten(jax.tree.structure(state), flat)
+    return Counter({shape: count / updates for shape, count in dots.items()}), state
+
+
+def matmul_flops(dots: Counter) -> float:
+    return sum(2 * m * k * n * count for (m, k, n), count in dots.items())
+
+
+def matmul_rate(dots: Counter, seconds: float = 1.0) -> float:
+    """FLOP/s of these products (with these multiplicities), each a plain 2-D product, back to back.
+
+    Each product's input takes a scalar from the previous one, so XLA can neither hoist them out of
+    the loop nor run them side by side: every one runs alone, with all the cores its library uses.
+    """
+    rng = np.random.default_rng(0)
+    products = [(jnp.asarray(rng.normal(size=(m, k)), jnp.float32), jnp.asarray(rng.normal(size=(k, n)), jnp.float32),
+                 max(1, round(count * 4))) for (m, k, n), count in dots.items()]
+    flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] * repeat for a, b, repeat in products)
+
+    def once(carry):
+        for a, b, repeat in products:
+            for _ in range(repeat):
+                carry = jnp.sum((a + carry) @ b) * 1e-30
+        return carry
+
+    def timed(loops: int) -> float:
+        program = jax.jit(lambda x: jax.lax.fori_loop(0, loops, lambda i, c: once(c), x))
+        program(jnp.zeros(())).block_until_ready()
+        started = time.perf_counter()
+        program(jnp.zeros(())).block_until_ready()
+        return time.perf_counter() - started
+
+    loops = max(1, int(seconds / max(timed(1), 1e-6)))
+    return flops * loops / timed(loops)
+
+
+def square_matmul_rate(size: int = 256, repeats: int = 200) -> float:
+    """FLOP/s of a float32 (size x size) @ (size x size) product, the benchmark's headline figure."""
+    return matmul_rate(Counter({(size, size, size): repeats / 4}), seconds=0.5)
+
+
+# --- offrl's side -----------------------------------------------------------------------------
+
+def measure_offrl(name: str, dataset: Dataset, steps: int, chunk: int) -> dict[str, Any]:
+    """Steady-state updates/s (best of steps // chunk calls, after one warm-up call) and compile time."""
+    algo = get_algorithm(name)
+    config = benchmark_config(name)
+    _, data = prepare(algo, config, dataset, None)
+    state = algo.init(jax.random.PRNGKey(0), dataset.spec, config)
+    key = jax.random.PRNGKey(1)
+    started = time.perf_counter()
+    compiled = jax.jit(make_fused_update(algo, config, chunk)).lower(state, data, key).compile()
+    compile_seconds = time.perf_counter() - started
+    state, metrics = compiled(state, data, key)
+    jax.block_until_ready(metrics)
+    best = float("inf")
+    for call in range(max(1, steps // chunk)):
+        started = time.perf_counter()
+        state, metrics = compiled(state, data, jax.random.fold_in(key, call))
+        jax.block_until_ready(metrics)
+        best = min(best, time.perf_counter() - started)
+    analysis = jax.jit(make_fused_update(algo, config, 1)).lower(state, data, key).compile().cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else (analysis or {})
+    dots, _ = executed_matmuls(algo, config, state, data)
+    return {"updates_per_second": chunk / best, "compile_seconds": compile_seconds, "batch": config.batch_size,
+            "context": getattr(config, "context_length", None), "xla_gflop": analysis.get("flops", float("nan")) / 1e9,
+            "matmul_gflop": matmul_flops(dots) / 1e9, "matmul_rate_gflops": matmul_rate(dots) / 1e9}
+
+
+# --- d3rlpy's side (a subprocess) ---------------------------------------------------------------
+
+D3RLPY_ALGORITHMS = ("bc", "td3bc", "iql", "cql", "awac", "rebrac", "calql", "dt")
+
+
+def d3rlpy_settings(name: str) -> dict[str, Any]:
+    """What d3rlpy_speed.py needs to build the same networks and batch as offrl's Config."""
+    config = benchmark_config(name)
+    settings = {"name": name, "batch_size": config.batch_size, "hidden_dims": list(config.hidden_dims)}
+    for field in ("num_sampled_actions", "cql_weight", "critic_layer_norm", "actor_layer_norm", "context_length",
+                  "num_heads", "max_episode_steps", "dropout_rate"):
+        if hasattr(config, field):
+            settings[field] = getattr(config, field)
+    if name == "dt":
+        settings.update(embedding_dim=config.hidden_dims[0], num_layers=len(config.hidden_dims))
+    return settings
+
+
+def measure_d3rlpy(python: str, names: list[str], transitions: int, steps: int, threads: list[int],
+                   blocks: int, timeout: float | None = None) -> dict[str, Any]:
+    """Run d3rlpy_speed.py under `python` for `names`; its JSON answer, or {"error": ...}."""
+    request = {"algorithms": [d3rlpy_settings(name) for name in names], "transitions": transitions,
+               "observation_dim": OBSERVATION_DIM, "action_dim": ACTION_DIM, "warmup": max(5, steps // 10),
+               "updates": steps, "threads": threads, "blocks": blocks}
+    script = Path(__file__).with_name("d3rlpy_speed.py")
+    try:
+        done = subprocess.run([python, str(script), json.dumps(request)], capture_output=True, text=True,
+                              timeout=timeout, cwd=script.parent.parent.parent)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return {"error": f"{python}: {error}"}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"{python} exited {done.returncode}: {last}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- evaluation throughput and memory --------------------------------------------------------------
+
+def evaluation_throughput(env_id: str = "HalfCheetah-v5", episodes: int = 10) -> dict[str, float]:
+    """Env steps/s of `episodes` episodes in one vector env vs one env after another, same jitted policy."""
+    from offrl.data.transforms import fit_normalizer
+    from offrl.envs.factory import make_env
+    from offrl.evaluate.rollout import evaluate_policy
+    from offrl.train.policy import Policy
+
+    algo = get_algorithm("td3bc")
+    dataset = random_dataset(10_000)
+    policy = Policy(algo, algo.init(jax.random.PRNGKey(0), dataset.spec, algo.Config()),
+                    fit_normalizer(dataset, True, False))
+    policy(np.zeros((episodes, OBSERVATION_DIM), np.float32)), policy(np.zeros(OBSERVATION_DIM, np.float32))  # compile
+    started = time.perf_counter()
+    stats = evaluate_policy(policy, env_id, num_episodes=episodes)
+    vectorised = stats.lengths.sum() / (time.perf_counter() - started)
+    steps, started = 0, time.perf_counter()
+    for episode in range(episodes):
+        env = make_env(env_id)
+        observation, _ = env.reset(seed=episode)
+        done = False
+        while not done:
+            observation, _, terminated, truncated, _ = env.step(policy(observation.astype(np.float32)))
+            done, steps = terminated or truncated, steps + 1
+        env.close()
+    return {"vectorised": float(vectorised), "one_by_one": steps / (time.perf_counter() - started),
+            "steps": int(stats.lengths.sum())}
+
+
+def train_for_memory(transitions: int, steps: int, run_dir: str) -> None:
+    """Child process body: a TD3+BC run on `transitions` random transitions; prints its peak RSS (MB)."""
+    from offrl.train.offline import TrainConfig, train_offline
+
+    algo = get_algorithm("td3bc")
+    train = TrainConfig(steps=steps, eval_every=0, eval_episodes=10, log_every=min(steps, 1000), checkpoint_every=0)
+    train_offline(algo, algo.Config(), random_dataset(transitions), train, run_dir, progress=False)
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def peak_training_memory(transitions: int, steps: int, run_dir: str) -> dict[str, Any]:
+    """Peak resident memory (MB) of `offrl`-trained TD3+BC in a fresh process, with the run's seconds."""
+    code = f"from offrl.evaluate.speed import train_for_memory; train_for_memory({transitions}, {steps}, {run_dir!r})"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "seconds": seconds}
