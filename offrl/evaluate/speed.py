@@ -96,73 +96,104 @@ def _dot_shape(lhs: tuple, rhs: tuple, dimension_numbers) -> tuple[int, int, int
     return batch, m, k, n
 
 
-def _run_jaxpr(jaxpr, consts, args, dots: Counter) -> list:
-    """Evaluate `jaxpr` eagerly on concrete values, adding every dot_general it executes to `dots`.
+def _contains_dot(jaxpr) -> bool:
+    return any(eqn.primitive.name == "dot_general" or any(_contains_dot(sub) for sub in jax_core.jaxprs_in_params(eqn.params))
+               for eqn in jaxpr.eqns)
 
-    Control flow runs for real: a cond enters the branch its index selects, loops iterate.
+
+def _needs_values(eqn) -> bool:
+    """Whether the matmuls under `eqn` depend on run-time values: a cond or while loop holding one."""
+    subs = list(jax_core.jaxprs_in_params(eqn.params))
+    if eqn.primitive.name in ("cond", "while"):
+        return any(_contains_dot(sub) for sub in subs)
+    return any(_needs_values(inner) for sub in subs for inner in sub.eqns)
+
+
+def _static_dots(eqns, dots: Counter, times: int = 1) -> None:
+    """Add the dot_generals of `eqns` (free of value-dependent control flow) to `dots`, `times` over."""
+    for eqn in eqns:
+        if eqn.primitive.name == "dot_general":
+            batch, m, k, n = _dot_shape(eqn.invars[0].aval.shape, eqn.invars[1].aval.shape, eqn.params["dimension_numbers"])
+            dots[(m, k, n)] += batch * times
+        repeat = eqn.params["length"] if eqn.primitive.name == "scan" else 1
+        for sub in jax_core.jaxprs_in_params(eqn.params):
+            _static_dots(sub.eqns, dots, times * repeat)
+
+
+class _Runner:
+    """Evaluates a jaxpr on concrete values, counting every dot_general it executes.
+
+    Runs of equations without value-dependent control flow are compiled as one program each (and
+    counted from their shapes); a cond enters the branch its index selects, loops iterate for real.
     """
-    env = {}
 
-    def read(var):
-        return var.val if isinstance(var, jax_core.Literal) else env[var]
+    def __init__(self):
+        self.dots: Counter = Counter()
+        self._programs: dict = {}
 
-    for var, value in zip(jaxpr.constvars, consts):
-        env[var] = value
-    for var, value in zip(jaxpr.invars, args):
-        env[var] = value
-    for eqn in jaxpr.eqns:
-        values = [read(var) for var in eqn.invars]
+    def closed(self, closed, args) -> list:
+        if isinstance(closed, jax_core.ClosedJaxpr):
+            return self.run(closed.jaxpr, closed.consts, args)
+        return self.run(closed, [], args)
+
+    def run(self, jaxpr, consts, args) -> list:
+        env = dict(zip(jaxpr.constvars, consts))
+        env.update(zip(jaxpr.invars, args))
+
+        def read(var):
+            return var.val if isinstance(var, jax_core.Literal) else env[var]
+
+        start = 0
+        for index, eqn in enumerate([*jaxpr.eqns, None]):
+            if eqn is not None and not _needs_values(eqn):
+                continue
+            if start < index:
+                env.update(self._segment(jaxpr, start, index, env))
+            start = index + 1
+            if eqn is None:
+                break
+            outs = self._control(eqn, [read(var) for var in eqn.invars])
+            env.update((var, value) for var, value in zip(eqn.outvars, outs) if not isinstance(var, jax_core.DropVar))
+        return [read(var) for var in jaxpr.outvars]
+
+    def _segment(self, jaxpr, start: int, stop: int, env: dict) -> dict:
+        eqns = jaxpr.eqns[start:stop]
+        key = (id(jaxpr), start)
+        if key not in self._programs:
+            defined = {var for eqn in eqns for var in eqn.outvars}
+            inputs = list(dict.fromkeys(var for eqn in eqns for var in eqn.invars
+                                        if not isinstance(var, jax_core.Literal) and var not in defined))
+            outputs = [var for eqn in eqns for var in eqn.outvars if not isinstance(var, jax_core.DropVar)]
+            names = jax_core.DebugInfo("a run of equations", "offrl.evaluate.speed", tuple(map(str, inputs)),
+                                       tuple(map(str, outputs)))
+            segment = jax_core.ClosedJaxpr(jax_core.Jaxpr([], inputs, outputs, eqns, debug_info=names), [])
+            self._programs[key] = (inputs, outputs, jax.jit(jax_core.jaxpr_as_fun(segment)))
+        inputs, outputs, program = self._programs[key]
+        _static_dots(eqns, self.dots)
+        return dict(zip(outputs, program(*[env[var] for var in inputs])))
+
+    def _control(self, eqn, values) -> list:
         name, params = eqn.primitive.name, eqn.params
-        if name == "dot_general":
-            shape = _dot_shape(values[0].shape, values[1].shape, params["dimension_numbers"])
-            dots[shape[1:]] += shape[0]
         if name == "cond":
-            branch = params["branches"][int(values[0])]
-            outs = _run_closed(branch, values[1:], dots)
-        elif name == "scan":
-            outs = _run_scan(params, values, dots)
-        elif name == "while":
-            outs = _run_while(params, values, dots)
-        elif any(key in params for key in ("jaxpr", "call_jaxpr", "fun_jaxpr")):
-            inner = params.get("jaxpr") or params.get("call_jaxpr") or params.get("fun_jaxpr")
-            outs = _run_closed(inner, values, dots)
-        else:
-            outs = eqn.primitive.bind(*values, **eqn.primitive.get_bind_params(params))
-            outs = outs if eqn.primitive.multiple_results else [outs]
-        for var, value in zip(eqn.outvars, outs):
-            if not isinstance(var, jax_core.DropVar):
-                env[var] = value
-    return [read(var) for var in jaxpr.outvars]
-
-
-def _run_closed(closed, args, dots: Counter) -> list:
-    if isinstance(closed, jax_core.ClosedJaxpr):
-        return _run_jaxpr(closed.jaxpr, closed.consts, args, dots)
-    return _run_jaxpr(closed, [], args, dots)
-
-
-def _run_scan(params, values, dots: Counter) -> list:
-    consts, carry, xs = (values[: params["num_consts"]], values[params["num_consts"]: params["num_consts"] + params["num_carry"]],
-                         values[params["num_consts"] + params["num_carry"]:])
-    steps = range(params["length"])[::-1] if params["reverse"] else range(params["length"])
-    ys = []
-    for i in steps:
-        outs = _run_closed(params["jaxpr"], [*consts, *carry, *[x[i] for x in xs]], dots)
-        carry, y = outs[: params["num_carry"]], outs[params["num_carry"]:]
-        ys.append(y)
-    if params["reverse"]:
-        ys = ys[::-1]
-    stacked = [jnp.stack(column) for column in zip(*ys)] if ys and ys[0] else []
-    return [*carry, *stacked]
-
-
-def _run_while(params, values, dots: Counter) -> list:
-    cond_consts = values[: params["cond_nconsts"]]
-    body_consts = values[params["cond_nconsts"]: params["cond_nconsts"] + params["body_nconsts"]]
-    carry = values[params["cond_nconsts"] + params["body_nconsts"]:]
-    while bool(_run_closed(params["cond_jaxpr"], [*cond_consts, *carry], Counter())[0]):
-        carry = _run_closed(params["body_jaxpr"], [*body_consts, *carry], dots)
-    return carry
+            return self.closed(params["branches"][int(values[0])], values[1:])
+        if name == "while":
+            counts = (params["cond_nconsts"], params["body_nconsts"])
+            cond_consts, body_consts, carry = values[: counts[0]], values[counts[0]: sum(counts)], values[sum(counts):]
+            while bool(self.closed(params["cond_jaxpr"], [*cond_consts, *carry])[0]):
+                carry = self.closed(params["body_jaxpr"], [*body_consts, *carry])
+            return carry
+        if name == "scan":
+            split = (params["num_consts"], params["num_consts"] + params["num_carry"])
+            consts, carry, xs = values[: split[0]], values[split[0]: split[1]], values[split[1]:]
+            ys = []
+            for i in (range(params["length"])[::-1] if params["reverse"] else range(params["length"])):
+                outs = self.closed(params["jaxpr"], [*consts, *carry, *[x[i] for x in xs]])
+                carry, y = outs[: params["num_carry"]], outs[params["num_carry"]:]
+                ys.append(y)
+            ys = ys[::-1] if params["reverse"] else ys
+            return [*carry, *[jnp.stack(column) for column in zip(*ys)]]
+        (inner,) = [params[key] for key in ("jaxpr", "call_jaxpr", "fun_jaxpr") if key in params][:1]
+        return self.closed(inner, values)
 
 
 def executed_matmuls(algo, config, state, data, updates: int = 4) -> tuple[Counter, Any]:
@@ -173,14 +204,14 @@ def executed_matmuls(algo, config, state, data, updates: int = 4) -> tuple[Count
         batch = custom_sample(data, key, config) if custom_sample else sample_batch(data, key, config.batch_size)
         return algo.update(state, batch, config)[0]
 
-    dots: Counter = Counter()
+    runner = _Runner()
     key = jax.random.PRNGKey(0)
+    closed = jax.make_jaxpr(step)(state, data, key)
+    treedef = jax.tree.structure(state)
     for _ in range(updates):
         key, step_key = jax.random.split(key)
-        closed = jax.make_jaxpr(step)(state, data, step_key)
-        flat = _run_closed(closed, jax.tree.leaves((state, data, step_key)), dots)
-        state = jax.tree.unflatten(jax.tree.structure(state), flat)
-    return Counter({shape: count / updates for shape, count in dots.items()}), state
+        state = jax.tree.unflatten(treedef, runner.closed(closed, jax.tree.leaves((state, data, step_key))))
+    return Counter({shape: count / updates for shape, count in runner.dots.items()}), state
 
 
 def matmul_flops(dots: Counter) -> float:
