@@ -35,3 +35,4 @@ class Batch:
     next_observations: jnp.ndarray
     dones: jnp.ndarray
     mc_returns: jnp.ndarray | None = None  # Monte-Carlo return-to-go (Cal-QL's calibration bound)
+    next_actions: jnp.ndarray | None = None  # the dataset's action at s' (ReBRAC's critic penalty)

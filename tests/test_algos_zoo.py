@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl.algos import cql, edac, percent_bc, rebrac, sac_n, spot
+from offrl.algos import cql, edac, percent_bc, rebrac, sac_n, spot, td3_bc
 from offrl.data.filtering import filter_top_episodes
 from offrl.errors import ConfigError
 from offrl.nets import ConditionalVAE, CriticEnsemble, member_action_gradients
@@ -219,3 +219,46 @@ def test_spot_pretrains_the_vae_then_freezes_it_for_td3():
     assert np.isfinite(float(metrics["support_penalty"]))
     jax.tree.map(np.testing.assert_array_equal, vae_after_pretraining, state.vae.params)
     assert not np.allclose(initial.actor.params["params"]["MLP_0"]["Dense_0"]["kernel"], state.actor.params["params"]["MLP_0"]["Dense_0"]["kernel"])
+
+
+def test_next_actions_follow_within_episodes_and_reach_rebrac_batches(make_dataset):
+    from offrl.train.extra_fields import offline_extra_arrays
+    from offrl.train.fused import sample_batch
+    from offrl.train.offline import prepare
+
+    dataset = make_dataset([5, 3, 4], obs_dim=3, action_dim=2)
+    config = rebrac.Config(hidden_dims=(16, 16), batch_size=32)
+    normalizer, device_data = prepare(rebrac, config, dataset, None)
+    scaled = np.asarray(device_data["actions"])
+    next_actions = offline_extra_arrays(rebrac, config, dataset, normalizer)["next_actions"]
+    ends = {4, 7, 11}  # last row of each episode: no next action in the data, its own is repeated
+    for row in range(dataset.num_transitions):
+        expected = scaled[row] if row in ends else scaled[row + 1]
+        np.testing.assert_array_equal(next_actions[row], expected)
+    batch = sample_batch(device_data, jax.random.PRNGKey(0), 32)
+    assert batch.next_actions is not None and batch.next_actions.shape == (32, 2)
+    # Rows stay together: each sampled row's next action is that row's entry.
+    for observation, following in zip(np.asarray(batch.observations), np.asarray(batch.next_actions)):
+        row = int(np.flatnonzero((np.asarray(device_data["observations"]) == observation).all(axis=1))[0])
+        np.testing.assert_array_equal(following, next_actions[row])
+    assert "next_actions" not in prepare(td3_bc, td3_bc.Config(), dataset, None)[1]  # only on request
+
+
+def test_rebrac_fine_tunes_with_next_actions_in_offline_and_online_rows(tmp_path):
+    from offrl.train.finetune import FinetuneConfig, finetune
+    from offrl.train.offline import TrainConfig, train_offline
+    from test_multi_seed import pendulum_shaped_dataset
+
+
+    dataset = pendulum_shaped_dataset()
+    config = rebrac.Config(hidden_dims=(16, 16), batch_size=32)
+    train_offline(rebrac, config, dataset, TrainConfig(steps=100, eval_every=0, log_every=50, eval_episodes=1),
+                  tmp_path / "offline", progress=False)
+    result = finetune(tmp_path / "offline", FinetuneConfig(online_steps=300, eval_every=0, eval_episodes=1, log_every=100,
+                                                          checkpoint_every=0, warmup_steps=0), tmp_path / "online",
+                      dataset=dataset, progress=False)
+    online = result.buffer
+    assert result.offline_data is not None and "next_actions" in result.offline_data
+    # Online rows carry their own action as next action (the next one does not exist yet when written).
+    np.testing.assert_array_equal(online["next_actions"], online["actions"])
+    assert result.summary["online_steps"] == 300

@@ -10,9 +10,9 @@ Defaults are the paper's D4RL gym settings (Appendix, hyperparameter tables; ref
 tinkoff-ai/ReBRAC): lr 1e-3, batch 1024, 3 hidden layers of 256, LayerNorm in the critic only,
 and the halfcheetah-medium row of the per-dataset table for the two BC coefficients.
 
-The engine's Batch has no `next_actions` field yet. When it lacks one, the critic penalty uses
-the dataset action at s as a stand-in for the one at s' (consecutive behaviour actions are
-close for smooth behaviour policies); a Batch that carries `next_actions` gets the exact term.
+a'_data comes from the batch's `next_actions`, which the engine provides because this module
+declares it in EXTRA_FIELDS (offrl/train/extra_fields.py says how episode ends and online rows
+are filled).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from offrl.nets import CriticEnsemble, DeterministicPolicy
 from offrl.types import Batch, Spec
 
 NAME = "rebrac"
+EXTRA_FIELDS = ("next_actions",)  # the critic penalty needs the dataset action at s'
 DESCRIPTION = "ReBRAC: TD3+BC with LayerNorm critics and behaviour-cloning penalties in actor and critic."
 PAPER = "Tarasov, Kurenkov, Nikulin & Kolesnikov 2023, Revisiting the Minimalist Approach to Offline RL"
 
@@ -96,7 +97,8 @@ def bellman_target(
 
 def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str, jax.Array]]:
     rng, noise_key = jax.random.split(state.rng)
-    next_data_actions = getattr(batch, "next_actions", batch.actions)
+    # A Batch without next_actions (built by hand, not by an engine) uses the action at s instead.
+    next_data_actions = batch.actions if batch.next_actions is None else batch.next_actions
     target_q = bellman_target(state, batch, next_data_actions, noise_key, config)
 
     def critic_loss_fn(params):

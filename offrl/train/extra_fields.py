@@ -13,6 +13,12 @@ Known fields:
   the normaliser's reward scale) and with the algorithm's `discount`. Episodes cut by a time
   limit count their unobserved tail as 0, as Cal-QL's reference code does (see
   `offrl.data.returns`). A pending online row holds -inf, which `max(Q, bound)` leaves as Q.
+- `next_actions`: the dataset's action at s' (ReBRAC's critic penalty), scaled to [-1, 1] like
+  `actions`. The last row of an episode has no next action in the data; it repeats its own (the
+  reference code, tinkoff-ai/ReBRAC, shifts the whole action array by one, so its last row takes
+  the next episode's first action instead). Online rows also carry their own action: the engine
+  writes a row before the next action exists, and ReBRAC's fine-tuning (Tarasov et al. 2023)
+  decays the critic penalty online anyway.
 """
 
 from __future__ import annotations
@@ -27,8 +33,17 @@ from offrl.data.returns import returns_to_go
 from offrl.data.transforms import Normalizer
 from offrl.errors import ConfigError
 
-KNOWN_FIELDS = ("mc_returns",)
-PENDING = {"mc_returns": -np.inf}
+KNOWN_FIELDS = ("mc_returns", "next_actions")
+PENDING = {"mc_returns": -np.inf}  # fields written when their episode ends (episode_extra_values)
+
+
+def online_row_values(name: str, transitions: dict[str, np.ndarray]) -> np.ndarray:
+    """Field `name` for online rows as they are inserted (pending until their episode ends, or final)."""
+    if name in PENDING:
+        return np.full(len(transitions["rewards"]), PENDING[name], np.float32)
+    if name == "next_actions":
+        return np.asarray(transitions["actions"], np.float32)
+    raise ConfigError(f"Unknown extra field {name!r}; expected one of {list(KNOWN_FIELDS)}.")
 
 
 def declared_fields(algo: ModuleType) -> tuple[str, ...]:
@@ -48,6 +63,13 @@ def offline_extra_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, n
         if name == "mc_returns":
             arrays[name] = returns_to_go(dataset.rewards * normalizer.reward_scale, dataset.episode_starts,
                                          dataset.terminals, algo_config.discount)
+        elif name == "next_actions":
+            actions = np.clip(normalizer.scale_actions(dataset.actions), -1.0, 1.0).astype(np.float32)
+            following = np.concatenate([actions[1:], actions[-1:]])
+            last = np.zeros(len(actions), bool)
+            last[np.asarray(dataset.episode_starts[1:], np.int64) - 1] = True
+            last[-1] = True
+            arrays[name] = np.where(last[:, None], actions, following)
     return arrays
 
 

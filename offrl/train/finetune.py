@@ -77,7 +77,7 @@ from offrl.evaluate.scores import normalized_score
 from offrl.train.checkpoint import checkpoint_files, latest_valid_checkpoint, save_checkpoint
 from offrl.train.configs import config_from_json, config_to_json, validate_algorithm_config
 from offrl.train.divergence import DivergenceError, all_finite, find_divergence
-from offrl.train.extra_fields import PENDING, declared_fields, episode_extra_values, offline_extra_arrays
+from offrl.train.extra_fields import PENDING, declared_fields, episode_extra_values, offline_extra_arrays, online_row_values
 from offrl.train.fused import gather_batch
 from offrl.train.online import REPLAY_FIELDS, allocate_buffer, insert_rows, step_envs
 from offrl.train.policy import Policy
@@ -480,8 +480,9 @@ def _train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run,
     if settings.reset_optimizers and initial_state is not None:
         state = reset_optimizers(state)
     buffer = allocate_buffer(capacity, spec, buffer_fields)
-    if extra:
-        buffer.update({name: jnp.full((capacity,), PENDING[name], jnp.float32) for name in extra})
+    for name in extra:
+        if name in PENDING:
+            buffer[name] = jnp.full((capacity,), PENDING[name], jnp.float32)
     step, rows, evals, episode_returns, train_seconds, wall_before = 0, 0, [], [], 0.0, 0.0
     if resume:
         checkpoint = latest_valid_checkpoint(run.checkpoints, template, quarantine=True)
@@ -603,7 +604,7 @@ def _train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run,
                 transitions["next_observations"] = normalize(transitions["next_observations"])
                 transitions["rewards"] = transitions["rewards"] * reward_scale
                 for name in extra:
-                    transitions[name] = np.full(num_envs, PENDING[name], np.float32)
+                    transitions[name] = online_row_values(name, transitions)
                 position = rows % capacity
                 for i in range(num_envs):
                     episode_globals[i].append(rows + i)
@@ -630,7 +631,7 @@ def _train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run,
                 for i in np.flatnonzero(done):
                     episode_returns.append(float(running_returns[i]))
                     running_returns[i] = 0.0
-                    for name in extra:
+                    for name in (name for name in extra if name in PENDING):  # fields known at episode end
                         buffer = _write_episode_field(write_jit, buffer, name, episode_globals[i], episode_rewards[i],
                                                       bool(transitions["dones"][i]), rows, capacity, online_config)
                     episode_globals[i], episode_rewards[i] = [], []

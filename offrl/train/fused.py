@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from offrl.types import Batch
 
 BATCH_FIELDS = ("observations", "actions", "rewards", "next_observations", "dones")
-OPTIONAL_BATCH_FIELDS = ("mc_returns",)  # gathered when `data` holds them (offrl.train.extra_fields)
+OPTIONAL_BATCH_FIELDS = ("mc_returns", "next_actions")  # gathered when `data` holds them (offrl.train.extra_fields)
 
 
 def gather_batch(data: dict[str, jax.Array], index: jax.Array) -> dict[str, jax.Array]:

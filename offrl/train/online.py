@@ -114,7 +114,7 @@ def allocate_buffer(capacity: int, spec: Spec, fields: tuple[str, ...] = REPLAY_
     def shape(name: str) -> tuple[int, ...]:
         if "observations" in name:
             return (capacity, spec.observation_dim)
-        return (capacity, spec.action_dim) if name == "actions" else (capacity,)
+        return (capacity, spec.action_dim) if name in ("actions", "next_actions") else (capacity,)
 
     return {name: jnp.zeros(shape(name), jnp.float32) for name in fields}
 
