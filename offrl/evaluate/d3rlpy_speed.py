@@ -9,7 +9,8 @@ Reads one JSON object (the settings offrl's Configs use, see offrl.evaluate.spee
 and prints one JSON line. Each algorithm is built on an MDPDataset of random transitions of D4RL
 HalfCheetah shape, batches are drawn with d3rlpy's own sampler before timing (its per-transition
 Python sampler is timed separately as `sample_seconds_per_batch`), and `update` is timed in blocks
-after a warm-up, with each requested torch thread count; the best block counts.
+after a warm-up, with each requested torch thread count; the best block counts (a thread count
+stops after `max_seconds` of timed blocks, at least one block).
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def make_config(settings: dict):
     return None
 
 
-def measure(settings: dict, dataset, threads: list[int], warmup: int, updates: int, blocks: int) -> dict:
+def measure(settings: dict, dataset, threads: list[int], warmup: int, updates: int, blocks: int,
+            max_seconds: float) -> dict:
     import torch
 
     config = make_config(settings)
@@ -114,14 +116,17 @@ def measure(settings: dict, dataset, threads: list[int], warmup: int, updates: i
         for _ in range(warmup):
             algo.update(batches[step % len(batches)])
             step += 1
-        best = 0.0
+        best, spent = 0.0, 0.0
         per_block = max(1, updates // blocks)
         for _ in range(blocks):
             started = time.perf_counter()
             for _ in range(per_block):
                 algo.update(batches[step % len(batches)])
                 step += 1
-            best = max(best, per_block / (time.perf_counter() - started))
+            elapsed = time.perf_counter() - started
+            best, spent = max(best, per_block / elapsed), spent + elapsed
+            if spent > max_seconds:  # a thread count that crawls (a busy machine) is not worth waiting for
+                break
         by_threads[str(count)] = best
     best_threads = max(by_threads, key=by_threads.get)
     return {"updates_per_second": by_threads[best_threads], "threads": int(best_threads), "by_threads": by_threads,
@@ -144,7 +149,7 @@ def main(argv: list[str]) -> int:
     results = {}
     for settings in request["algorithms"]:
         results[settings["name"]] = measure(settings, dataset, request.get("threads", [1, 2]), request["warmup"],
-                                            request["updates"], request.get("blocks", 3))
+                                            request["updates"], request.get("blocks", 3), request.get("max_seconds", 120.0))
     print(json.dumps({"d3rlpy": d3rlpy.__version__, "torch": torch.__version__, "python": platform.python_version(),
                       "dataset_seconds": build_seconds, "results": results}))
     return 0
