@@ -1,8 +1,12 @@
 """Updates per second for each algorithm through the offline engine's fused update.
 
-Batch 256, 256x256 MLPs (each algorithm's default Config), a random dataset of D4RL
-HalfCheetah shape (obs 17, action 6). Compile time is measured separately from the steady-state
-rate. Prints the JAX device and the machine so numbers are comparable only within one run.
+Each algorithm's default Config (batch 256 and 256-wide MLPs for most; Decision Transformer
+draws 64 windows of 20 steps), a random dataset of D4RL HalfCheetah shape (obs 17, action 6,
+episodes of 1000 steps) laid out by the engine's own `prepare` (transition arrays, or an
+algorithm's `training_data`). Compile time is measured separately from the steady-state rate.
+"samples/s" counts the transitions (or window steps) an algorithm reads per second, so that
+algorithms with different batch shapes compare. Prints the JAX device and the machine so numbers
+are comparable only within one run.
 
     python benchmarks/speed.py [--algos bc,td3bc,iql] [--transitions 1000000] [--chunk 1000] [--repeats 3]
 """
@@ -19,11 +23,38 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl.algos import ALGORITHMS, get_algorithm
+from offrl.data.dataset import Dataset, DatasetMetadata
 from offrl.train.fused import make_fused_update
-from offrl.types import Spec
+from offrl.train.offline import prepare
+
+
+def random_dataset(transitions: int, obs_dim: int, action_dim: int, seed: int = 0, episode_length: int = 1000) -> Dataset:
+    """Random transitions in episodes of `episode_length` steps, each cut by a timeout (a rare terminal
+    marks a few as ended), with actions in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    starts = np.arange(0, transitions, episode_length)
+    ends = np.append(starts[1:], transitions) - 1
+    timeouts = np.zeros(transitions, bool)
+    timeouts[ends] = True
+    terminals = np.zeros(transitions, bool)
+    ended_early = ends[rng.uniform(size=len(ends)) < 0.1]
+    terminals[ended_early], timeouts[ended_early] = True, False
+    observations = rng.normal(size=(transitions, obs_dim)).astype(np.float32)
+    return Dataset(
+        observations=observations,
+        actions=rng.uniform(-1, 1, size=(transitions, action_dim)).astype(np.float32),
+        rewards=rng.normal(size=transitions).astype(np.float32),
+        next_observations=np.roll(observations, -1, axis=0),
+        terminals=terminals,
+        timeouts=timeouts,
+        episode_starts=starts,
+        metadata=DatasetMetadata(name="random-halfcheetah-shape", action_low=-np.ones(action_dim, np.float32),
+                                 action_high=np.ones(action_dim, np.float32)),
+    )
 
 
 def random_device_data(transitions: int, obs_dim: int, action_dim: int, seed: int = 0) -> dict[str, jax.Array]:
+    """Random transition arrays already on the device (what benchmarks/seeds.py trains on)."""
     rng = np.random.default_rng(seed)
     return jax.device_put({
         "observations": rng.normal(size=(transitions, obs_dim)).astype(np.float32),
@@ -32,6 +63,16 @@ def random_device_data(transitions: int, obs_dim: int, action_dim: int, seed: in
         "next_observations": rng.normal(size=(transitions, obs_dim)).astype(np.float32),
         "dones": (rng.uniform(size=transitions) < 0.001).astype(np.float32),
     })
+
+
+def samples_per_update(config) -> int:
+    """Transitions (or window steps) one update reads."""
+    return config.batch_size * getattr(config, "context_length", 1)
+
+
+def batch_shape(config) -> str:
+    context = getattr(config, "context_length", None)
+    return f"{config.batch_size}x{context} steps" if context else str(config.batch_size)
 
 
 def matmul_gflops(size: int = 256, batch: int = 256, repeats: int = 200) -> float:
@@ -49,10 +90,11 @@ def matmul_gflops(size: int = 256, batch: int = 256, repeats: int = 200) -> floa
     return 2 * batch * size * size * repeats / (time.perf_counter() - started) / 1e9
 
 
-def benchmark(name: str, data: dict, spec: Spec, chunk: int, repeats: int) -> dict[str, float]:
+def benchmark(name: str, dataset: Dataset, chunk: int, repeats: int) -> dict[str, float]:
     algo = get_algorithm(name)
     config = algo.Config()
-    state = algo.init(jax.random.PRNGKey(0), spec, config)
+    _, data = prepare(algo, config, dataset, None)
+    state = algo.init(jax.random.PRNGKey(0), dataset.spec, config)
     key = jax.random.PRNGKey(1)
     started = time.perf_counter()
     compiled = jax.jit(make_fused_update(algo, config, chunk)).lower(state, data, key).compile()
@@ -66,7 +108,8 @@ def benchmark(name: str, data: dict, spec: Spec, chunk: int, repeats: int) -> di
         state, metrics = compiled(state, data, chunk_key)
         jax.block_until_ready(metrics)
         rates.append(chunk / (time.perf_counter() - started))
-    return {"compile_seconds": compile_seconds, "updates_per_second": max(rates),
+    return {"compile_seconds": compile_seconds, "updates_per_second": max(rates), "batch": batch_shape(config),
+            "samples_per_second": max(rates) * samples_per_update(config),
             "gflop_per_update": update_gflop(algo, config, state, data)}
 
 
@@ -90,15 +133,16 @@ def main() -> None:
     print(f"jax {jax.__version__}, device: {jax.devices()[0]} ({jax.default_backend()})")
     rate = matmul_gflops()
     print(f"float32 matmul (256x256 @ 256x256): {rate:.1f} GFLOP/s")
-    spec = Spec(observation_dim=17, action_dim=6)
-    data = random_device_data(args.transitions, spec.observation_dim, spec.action_dim)
-    print(f"dataset: {args.transitions} random transitions of HalfCheetah shape; batch 256; 256x256 MLPs; {args.chunk} updates per call")
-    print(f"{'algorithm':10s} {'updates/s':>10s} {'compile s':>10s} {'GFLOP/update':>13s} {'% of matmul rate':>17s}")
+    dataset = random_dataset(args.transitions, 17, 6)
+    print(f"dataset: {args.transitions} random transitions of HalfCheetah shape in episodes of 1000 steps; "
+          f"default configs; {args.chunk} updates per call")
+    print(f"{'algorithm':10s} {'batch':>14s} {'updates/s':>10s} {'samples/s':>11s} {'compile s':>10s} "
+          f"{'GFLOP/update':>13s} {'% of matmul rate':>17s}")
     for name in args.algos.split(","):
-        result = benchmark(name.strip(), data, spec, args.chunk, args.repeats)
+        result = benchmark(name.strip(), dataset, args.chunk, args.repeats)
         fraction = 100 * result["updates_per_second"] * result["gflop_per_update"] / rate
-        print(f"{name:10s} {result['updates_per_second']:10.1f} {result['compile_seconds']:10.2f} "
-              f"{result['gflop_per_update']:13.3f} {fraction:16.0f}%")
+        print(f"{name:10s} {result['batch']:>14s} {result['updates_per_second']:10.1f} {result['samples_per_second']:11.0f} "
+              f"{result['compile_seconds']:10.2f} {result['gflop_per_update']:13.3f} {fraction:16.0f}%")
 
 
 if __name__ == "__main__":

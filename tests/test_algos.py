@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 from offrl.algos import ALGORITHMS, bc, iql, td3_bc
+from offrl.data.transforms import fit_normalizer
 from offrl.nets.policies import gaussian_log_prob
 from offrl.types import Batch, Spec
+
+from conftest import make_random_dataset
 
 
 def random_batch(n=64, obs_dim=4, action_dim=2, seed=0):
@@ -95,11 +98,16 @@ def test_contract(name):
         config.batch_size = 1  # frozen dataclass
     state = algo.init(jax.random.PRNGKey(0), Spec(4, 2), config)
     batch = random_batch()
+    if hasattr(algo, "sample"):  # an algorithm that draws its own batches (e.g. DT's windows)
+        dataset = make_random_dataset([30, 20, 14], obs_dim=4, action_dim=2)
+        normalizer = fit_normalizer(dataset, config.normalize_observations, config.normalize_rewards)
+        batch = algo.sample(algo.training_data(dataset, normalizer, config), jax.random.PRNGKey(2), config)
     update = jax.jit(lambda s: algo.update(s, batch, config))
     _, metrics_a = update(state)
     _, metrics_b = update(state)
     assert {k: float(v) for k, v in metrics_a.items() if np.isfinite(v)} == {k: float(v) for k, v in metrics_b.items() if np.isfinite(v)}
+    observations = random_batch().observations
     for deterministic in (True, False):
-        actions = algo.act(state, batch.observations * 100, jax.random.PRNGKey(1), deterministic)
+        actions = algo.act(state, observations * 100, jax.random.PRNGKey(1), deterministic)
         assert actions.shape == (64, 2) and float(jnp.abs(actions).max()) <= 1.0
     assert algo.NAME == name and algo.DESCRIPTION and algo.PAPER

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from offrl.algos import awac, bc, calql, cql, edac, iql, percent_bc, rebrac, rlpd, sac_n, spot, td3_bc
+from offrl.algos import awac, bc, calql, cql, dt, edac, iql, percent_bc, rebrac, rlpd, sac_n, spot, td3_bc
 from offrl.errors import ConfigError
 
 ALGORITHMS: dict[str, ModuleType] = {
-    module.NAME: module for module in (bc, td3_bc, iql, cql, rebrac, sac_n, edac, percent_bc, spot, awac, calql)
+    module.NAME: module for module in (bc, td3_bc, iql, cql, rebrac, sac_n, edac, percent_bc, spot, awac, dt, calql)
 }
 
 # Trained online with a dataset as prior data (offrl.train.finetune), not by the offline engine:

@@ -21,7 +21,7 @@ class EpisodeStats:
 
 
 def evaluate_policy(
-    policy: Callable[[np.ndarray], np.ndarray],
+    policy: Callable[..., np.ndarray],
     env_id: str,
     num_episodes: int = 10,
     seed: int = 0,
@@ -30,19 +30,31 @@ def evaluate_policy(
 
     `policy` maps a batch of observations (num_episodes, obs_dim) to a batch of actions in the
     environment's own action bounds. Each sub-environment counts only its first episode.
+    A stateful policy (`policy.stateful`, e.g. a Decision Transformer's `Policy`) is `reset()`
+    first and called as `policy(observations, rewards, starts)`: the reward each sub-env received
+    on its last step, and whether its observation begins a new episode (every one at the first
+    call; with same-step autoreset, a finished sub-env's next observation starts its next episode).
     """
+    stateful = bool(getattr(policy, "stateful", False))
+    if stateful:
+        policy.reset()
     envs = make_vector_env(env_id, num_episodes)
     try:
         observations, _ = envs.reset(seed=seed)
         returns = np.zeros(num_episodes)
         lengths = np.zeros(num_episodes, dtype=np.int64)
         running = np.ones(num_episodes, dtype=bool)
+        rewards = np.zeros(num_episodes, dtype=np.float32)
+        starts = np.ones(num_episodes, dtype=bool)
         while running.any():
-            actions = np.asarray(policy(observations.astype(np.float32)), dtype=envs.action_space.dtype)
+            observations = observations.astype(np.float32)
+            actions = policy(observations, rewards, starts) if stateful else policy(observations)
+            actions = np.asarray(actions, dtype=envs.action_space.dtype)
             observations, rewards, terminated, truncated, _ = envs.step(actions)
             returns += np.where(running, rewards, 0.0)
             lengths += running
-            running &= ~(terminated | truncated)
+            starts = terminated | truncated
+            running &= ~starts
         return EpisodeStats(returns=returns, lengths=lengths)
     finally:
         envs.close()

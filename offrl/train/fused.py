@@ -3,6 +3,11 @@
 Offline and online engines both call `make_fused_update`; the algorithm only supplies its pure
 `update`. Sampling is a gather by random indices inside the compiled step, so no data crosses
 from host to device per update.
+
+An algorithm that trains on something other than uniformly drawn transitions (windows of
+consecutive steps, for a sequence model) defines `sample(data, key, config) -> batch`, and
+`training_data(dataset, normalizer, config)` to lay `data` out (used by the offline engine's
+`prepare`); the batch it returns is what its `update` receives.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from offrl.errors import ConfigError
 from offrl.types import Batch
 
 BATCH_FIELDS = ("observations", "actions", "rewards", "next_observations", "dones")
@@ -42,11 +48,21 @@ def make_fused_update(algo: ModuleType, config: Any, num_updates: int) -> Callab
     quantity it did not compute on a step (e.g. TD3's delayed actor update).
     """
 
+    custom_sample = getattr(algo, "sample", None)
+
     def one_update(state, key, data, size):
-        batch = sample_batch(data, key, config.batch_size, size)
+        if custom_sample is None:
+            batch = sample_batch(data, key, config.batch_size, size)
+        else:
+            batch = custom_sample(data, key, config)
         return algo.update(state, batch, config)
 
     def fused(state, data, key, size=None):
+        if custom_sample is not None and size is not None:
+            raise ConfigError(
+                f"Algorithm '{algo.NAME}' samples its own batches from a fixed dataset; expected offline "
+                "training (it cannot sample a growing replay buffer)."
+            )
         keys = jax.random.split(key, num_updates)
         state, metrics = jax.lax.scan(lambda s, k: one_update(s, k, data, size), state, keys)
         return state, jax.tree.map(jnp.nanmean, metrics)

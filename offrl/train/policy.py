@@ -1,4 +1,23 @@
-"""A trained policy as a plain callable: observations in, environment actions out."""
+"""A trained policy as a callable: observations in, environment actions out.
+
+Most algorithms act on the current observation alone; their `Policy` is a plain callable
+`policy(observations) -> actions`. An algorithm whose action depends on the episode so far
+(Decision Transformer) defines, besides the contract's `act`:
+
+- `init_context(state, num_envs, spec) -> context`: an empty history for `num_envs` episodes,
+  any pytree of arrays;
+- `act_in_context(state, context, observations, rewards, starts, key, deterministic)
+  -> (actions, context)`: one step for every episode. `rewards[i]` is the reward received on the
+  step that led to `observations[i]`; `starts[i]` says that `observations[i]` begins a new
+  episode, whose history the algorithm clears (rewards are then ignored). Pure and batched, like
+  `act`, and given normalised observations and rewards scaled as in training.
+
+Its `Policy` is stateful (`policy.stateful` is True): it keeps one history per row of the
+observations it is called with, `policy(observations, rewards, starts)` advances them by one step,
+and `policy.reset()` (or a call with a different number of rows) starts fresh episodes.
+`offrl.evaluate.rollout.evaluate_policy` drives both kinds; a memoryless `Policy` also accepts
+(and ignores) `rewards` and `starts`, and its `reset()` does nothing.
+"""
 
 from __future__ import annotations
 
@@ -25,24 +44,52 @@ class Policy:
         self.algo = algo
         self.state = state
         self.normalizer = normalizer
+        self.stateful = hasattr(algo, "act_in_context")
+        self.spec = Spec(observation_dim=len(normalizer.observation_mean), action_dim=len(normalizer.action_low))
+        self._context = None
         mean, std = jnp.asarray(normalizer.observation_mean), jnp.asarray(normalizer.observation_std)
         low, high = jnp.asarray(normalizer.action_low), jnp.asarray(normalizer.action_high)
+        reward_scale = normalizer.reward_scale
 
-        def act(state, observations):
-            scaled = algo.act(state, (observations - mean) / std, jax.random.PRNGKey(0), True)
+        def to_env(scaled):
             return low + (scaled + 1.0) * 0.5 * (high - low)
 
-        self._act = jax.jit(act)
+        def act(state, observations):
+            return to_env(algo.act(state, (observations - mean) / std, jax.random.PRNGKey(0), True))
 
-    def __call__(self, observations) -> np.ndarray:
+        def act_in_context(state, context, observations, rewards, starts):
+            scaled, context = algo.act_in_context(
+                state, context, (observations - mean) / std, rewards * reward_scale, starts, jax.random.PRNGKey(0), True
+            )
+            return to_env(scaled), context
+
+        self._act = jax.jit(act)
+        self._act_in_context = jax.jit(act_in_context) if self.stateful else None
+
+    def reset(self) -> None:
+        """Forget every episode's history: the next call starts new episodes."""
+        self._context = None
+
+    def __call__(self, observations, rewards=None, starts=None) -> np.ndarray:
         observations = np.asarray(observations, dtype=np.float32)
         single = observations.ndim == 1
-        actions = np.asarray(self._act(self.state, observations[None] if single else observations))
+        batch = observations[None] if single else observations
+        if not self.stateful:
+            actions = np.asarray(self._act(self.state, batch))
+            return actions[0] if single else actions
+        n = len(batch)
+        if self._context is None or len(jax.tree.leaves(self._context)[0]) != n:
+            self._context = self.algo.init_context(self.state, n, self.spec)  # empty: every row starts
+        rewards = np.zeros(n, np.float32) if rewards is None else np.asarray(rewards, np.float32).reshape(n)
+        starts = np.zeros(n, bool) if starts is None else np.asarray(starts, bool).reshape(n)
+        actions, self._context = self._act_in_context(self.state, self._context, batch, rewards, starts)
+        actions = np.asarray(actions)
         return actions[0] if single else actions
 
 
 def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None) -> Policy:
-    """Load the policy of a finished (or checkpointed) run without the trainer."""
+    """Load the policy of a finished (or checkpointed) run without the trainer (a stateful
+    `Policy` for a history-dependent algorithm; see the module docstring)."""
     from offrl.algos import get_algorithm
     from offrl.train.checkpoint import latest_valid_checkpoint, load_checkpoint
     from offrl.train.configs import config_from_json

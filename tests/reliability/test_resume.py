@@ -16,10 +16,9 @@ import pytest
 from offrl.algos import ALGORITHMS, get_algorithm
 from offrl.cli import main
 from offrl.data.d4rl_io import write_npz
-from offrl.data.transforms import fit_normalizer, training_arrays
 from offrl.train.checkpoint import load_checkpoint_full, read_payload, save_checkpoint
 from offrl.train.fused import make_fused_update
-from offrl.train.offline import resume_offline, train_offline
+from offrl.train.offline import prepare, resume_offline, train_offline
 
 from reliability_helpers import SHORT, assert_same_run, assert_same_state, pendulum_shaped_dataset, records, small_config
 
@@ -41,8 +40,7 @@ def test_every_algorithm_is_deterministic_and_continues_identically_from_a_check
     own resume path is tested end to end below."""
     algo = get_algorithm(name)
     config = small_config(algo)
-    normalizer = fit_normalizer(dataset, config.normalize_observations, config.normalize_rewards)
-    data = jax.device_put(training_arrays(dataset, normalizer))
+    _, data = prepare(algo, config, dataset, None)  # the engine's own layout (transitions, or DT's windows)
     fused = jax.jit(make_fused_update(algo, config, 10))
     init_key, train_key = jax.random.split(jax.random.PRNGKey(11))
 
