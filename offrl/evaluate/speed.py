@@ -7,7 +7,7 @@ that has d3rlpy, see offrl/evaluate/d3rlpy_speed.py), the ratio, and the fractio
 float32 matmul rate that the update reaches.
 
 That fraction is (matmul FLOPs one update executes) x (updates/s) / (the rate this machine runs
-those same matmuls at, each alone as a plain 2-D product, back to back). The FLOPs are counted by
+those same matmuls at, as plain 2-D products in a loop of nothing else). The FLOPs are counted by
 running the update's jaxpr on real values (`executed_matmuls`): a `lax.cond` counts only the branch
 taken, so TD3's every-other-step actor update counts half (XLA's static cost analysis, also
 printed, counts both branches every step). 100% would mean nothing but matmuls at full speed;
@@ -219,36 +219,40 @@ def matmul_flops(dots: Counter) -> float:
 
 
 def matmul_rate(dots: Counter, seconds: float = 1.0) -> float:
-    """FLOP/s of these products (with these multiplicities), each a plain 2-D product, back to back.
+    """FLOP/s of these products (with these multiplicities), each a plain 2-D product.
 
-    Each product's input takes a scalar from the previous one, so XLA can neither hoist them out of
-    the loop nor run them side by side: every one runs alone, with all the cores its library uses.
+    One loop iteration runs every product (four updates' worth, so that half-counted ones are
+    whole) on operands of its own, each accumulated into an output of its own: nothing but the
+    products and the adds of their outputs. They may run side by side, as the update's own
+    independent products may: this is the best rate the machine gives these sizes.
     """
     rng = np.random.default_rng(0)
-    products = [(jnp.asarray(rng.normal(size=(m, k)), jnp.float32), jnp.asarray(rng.normal(size=(k, n)), jnp.float32),
-                 max(1, round(count * 4))) for (m, k, n), count in dots.items()]
-    flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] * repeat for a, b, repeat in products)
-
-    def once(carry):
-        for a, b, repeat in products:
-            for _ in range(repeat):
-                carry = jnp.sum((a + carry) @ b) * 1e-30
-        return carry
+    products = []
+    for (m, k, n), count in dots.items():
+        for _ in range(max(1, round(count * 4))):  # distinct operands: XLA would merge identical products
+            products.append(tuple(jnp.asarray(rng.normal(size=shape) / np.sqrt(k), jnp.float32) for shape in ((m, k), (k, n))))
+    flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in products)
 
     def timed(loops: int) -> float:
-        program = jax.jit(lambda x: jax.lax.fori_loop(0, loops, lambda i, c: once(c), x))
-        program(jnp.zeros(())).block_until_ready()
+        def body(_, outputs):
+            # The barrier keeps XLA from hoisting the loop-invariant products out of the loop.
+            operands = jax.lax.optimization_barrier(products)
+            return tuple(out + a @ b for out, (a, b) in zip(outputs, operands))
+
+        initial = tuple(jnp.zeros((a.shape[0], b.shape[1])) for a, b in products)
+        program = jax.jit(lambda outputs: jax.lax.fori_loop(0, loops, body, outputs))
+        jax.block_until_ready(program(initial))
         started = time.perf_counter()
-        program(jnp.zeros(())).block_until_ready()
+        jax.block_until_ready(program(initial))
         return time.perf_counter() - started
 
     loops = max(1, int(seconds / max(timed(1), 1e-6)))
     return flops * loops / timed(loops)
 
 
-def square_matmul_rate(size: int = 256, repeats: int = 200) -> float:
-    """FLOP/s of a float32 (size x size) @ (size x size) product, the benchmark's headline figure."""
-    return matmul_rate(Counter({(size, size, size): repeats / 4}), seconds=0.5)
+def square_matmul_rate(size: int = 256) -> float:
+    """FLOP/s of float32 (size x size) @ (size x size) products, the benchmark's headline figure."""
+    return matmul_rate(Counter({(size, size, size): 4}), seconds=0.5)
 
 
 # --- offrl's side -----------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         print(line, flush=True)
     print()
     print("matmul GFLOP: matmul work one update executes (a cond counts the branch taken); XLA GFLOP: XLA's static")
-    print("count (both branches of a cond); own-size rate: this machine's rate for those same products, each alone;")
+    print("count (both branches of a cond); own-size rate: this machine's rate for those same products in a loop;")
     print("% of it / % of 256²: offrl's achieved matmul FLOP/s as a share of that rate / of the 256x256 rate.")
     if args.against and d3rlpy_version:
         print(f"d3rlpy side: {d3rlpy_version} under {args.d3rlpy_python}")
