@@ -61,18 +61,18 @@ def test_actor_and_temperature_update_once_per_group_critics_every_time(small_st
     assert changed == [False, False, False, True] * 2
 
 
-# Measured here: with 2,000 online steps (200 random, then UTD 2) on the 40-episode mixed-quality
-# dataset, RLPD reaches about -130 to -180 (seeds 0 and 1); a random policy gets about -1,200.
-# With the actor's Q term sign flipped it stays near the random policy.
+# Measured here: with 2,000 online steps (200 random, then UTD 2, batch 128) on the 40-episode
+# mixed-quality dataset, RLPD reaches about -130 to -180 (seeds 0 and 1); a random policy gets about
+# -1,200. With the actor's Q term sign flipped it stays near the random policy.
 RLPD_STEPS = 2_000
 
 
 @pytest.mark.slow
 def test_rlpd_learns_pendulum_with_prior_data(pendulum_dataset, pendulum_references, tmp_path):
     random_return, _ = pendulum_references
-    # Small networks and UTD 2 keep the test to about a minute; the ensemble of 10 LayerNorm critics
-    # with 2 in the target, symmetric sampling and the uniform warm-up are RLPD's own.
-    config = rlpd.Config(hidden_dims=(64, 64), actor_update_every=2)
+    # Small networks, batch 128 and UTD 2 keep the test to about a minute; the ensemble of 10 LayerNorm
+    # critics with 2 in the target, symmetric sampling and the uniform warm-up are RLPD's own.
+    config = rlpd.Config(hidden_dims=(64, 64), actor_update_every=2, batch_size=128)
     finetune = FinetuneConfig(online_steps=RLPD_STEPS, utd=2, warmup_steps=200, eval_every=RLPD_STEPS, eval_episodes=10)
     result = train_with_prior_data(rlpd, config, pendulum_dataset, finetune, tmp_path / "run", progress=False)
     summary = result.summary
