@@ -278,13 +278,21 @@ def cmd_datasets_list(args: argparse.Namespace) -> int:
 
     from offrl.data.registry import list_datasets
 
-    table = Table(title="datasets")
+    entries = list_datasets(args.data_dir)
     columns = ("name", "env_id", "transitions", "episodes", "mean_return", "ref_min_score", "ref_max_score")
-    for column in columns:
-        table.add_column(column)
-    for entry in list_datasets(args.data_dir):
-        table.add_row(*("-" if entry.get(c) is None else (f"{entry[c]:.1f}" if isinstance(entry[c], float) else str(entry[c])) for c in columns))
-    Console().print(table)
+    headers = ("name", "env", "transitions", "episodes", "mean return", "ref min", "ref max")
+    rows = [["-" if entry.get(c) is None else (f"{entry[c]:.1f}" if isinstance(entry[c], float) else str(entry[c]))
+             for c in columns] for entry in entries]
+    widths = [max([len(header)] + [len(row[i]) for row in rows]) for i, header in enumerate(headers)]
+    table = Table(title="datasets")
+    for index, header in enumerate(headers):
+        table.add_column(header, no_wrap=True, min_width=widths[index], justify="left" if index < 2 else "right")
+    for row in rows:
+        table.add_row(*row)
+    # Names are what users type next and numbers are read whole: widen past a narrow terminal
+    # rather than cut a cell short.
+    console = Console()
+    Console(width=max(console.width, sum(widths) + 3 * len(widths) + 1)).print(table)
     return 0
 
 

@@ -70,6 +70,20 @@ def test_import_resolve_list_and_latest_version(data_dir, tmp_path, make_dataset
     assert minari.load_dataset("mine-v0").total_steps == 16  # Minari itself opens it
 
 
+def test_cli_list_shows_whole_names_on_a_narrow_terminal(data_dir, tmp_path, make_dataset, capsys, monkeypatch):
+    from offrl.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    names = ["walker2d-medium-expert-v0", "halfcheetah-medium-replay-v0"]
+    for name in names:
+        import_dataset(str(_npz(tmp_path, make_dataset, name)), name)
+    assert main(["datasets", "list"]) == 0
+    shown = capsys.readouterr().out
+    for name in names:
+        assert name in shown
+    assert "16" in shown and "250.2" in shown  # transitions and ref_max_score, not cut short
+
+
 def test_import_minari_directory_and_d4rl_hdf5(data_dir, tmp_path, make_dataset, same_arrays):
     first = import_dataset(str(_npz(tmp_path, make_dataset, "a")), "first")
     again = import_dataset(str(first), "copy-v3")  # a Minari directory
