@@ -23,34 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl.algos import ALGORITHMS, get_algorithm
-from offrl.data.dataset import Dataset, DatasetMetadata
+from offrl.data.dataset import Dataset
 from offrl.train.fused import make_fused_update
+from offrl.evaluate.speed import random_dataset  # D4RL HalfCheetah shape: obs 17, action 6
 from offrl.train.offline import prepare
-
-
-def random_dataset(transitions: int, obs_dim: int, action_dim: int, seed: int = 0, episode_length: int = 1000) -> Dataset:
-    """Random transitions in episodes of `episode_length` steps, each cut by a timeout (a rare terminal
-    marks a few as ended), with actions in [-1, 1]."""
-    rng = np.random.default_rng(seed)
-    starts = np.arange(0, transitions, episode_length)
-    ends = np.append(starts[1:], transitions) - 1
-    timeouts = np.zeros(transitions, bool)
-    timeouts[ends] = True
-    terminals = np.zeros(transitions, bool)
-    ended_early = ends[rng.uniform(size=len(ends)) < 0.1]
-    terminals[ended_early], timeouts[ended_early] = True, False
-    observations = rng.normal(size=(transitions, obs_dim)).astype(np.float32)
-    return Dataset(
-        observations=observations,
-        actions=rng.uniform(-1, 1, size=(transitions, action_dim)).astype(np.float32),
-        rewards=rng.normal(size=transitions).astype(np.float32),
-        next_observations=np.roll(observations, -1, axis=0),
-        terminals=terminals,
-        timeouts=timeouts,
-        episode_starts=starts,
-        metadata=DatasetMetadata(name="random-halfcheetah-shape", action_low=-np.ones(action_dim, np.float32),
-                                 action_high=np.ones(action_dim, np.float32)),
-    )
 
 
 def random_device_data(transitions: int, obs_dim: int, action_dim: int, seed: int = 0) -> dict[str, jax.Array]:
@@ -133,7 +109,7 @@ def main() -> None:
     print(f"jax {jax.__version__}, device: {jax.devices()[0]} ({jax.default_backend()})")
     rate = matmul_gflops()
     print(f"float32 matmul (256x256 @ 256x256): {rate:.1f} GFLOP/s")
-    dataset = random_dataset(args.transitions, 17, 6)
+    dataset = random_dataset(args.transitions)
     print(f"dataset: {args.transitions} random transitions of HalfCheetah shape in episodes of 1000 steps; "
           f"default configs; {args.chunk} updates per call")
     print(f"{'algorithm':10s} {'batch':>14s} {'updates/s':>10s} {'samples/s':>11s} {'compile s':>10s} "
