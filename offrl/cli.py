@@ -291,8 +291,7 @@ def cmd_datasets_list(args: argparse.Namespace) -> int:
         table.add_row(*row)
     # Names are what users type next and numbers are read whole: widen past a narrow terminal
     # rather than cut a cell short.
-    console = Console()
-    Console(width=max(console.width, sum(widths) + 3 * len(widths) + 1)).print(table)
+    Console(width=max(Console().width, sum(widths) + 3 * len(widths) + 1)).print(table)
     return 0
 
 

@@ -115,14 +115,15 @@ def _d3rlpy_cells(name: str, ours: dict, args: argparse.Namespace, blocks: int) 
     """The d3rlpy columns of `name`'s row, and d3rlpy's version line (None when it did not run)."""
     from offrl.evaluate import speed
 
-    missing = f" {'(none)':>12} {'':>7} {'':>6} {'':>8} {'':>6}"
+    blank = f" {'':>7} {'':>6} {'':>8} {'':>6}"  # threads, ratio, +sampler, ratio
+    missing = f" {'(none)':>12}{blank}"
     if name not in speed.D3RLPY_ALGORITHMS:
         return missing, None
     threads = [int(count) for count in args.threads.split(",")]
     answer = speed.measure_d3rlpy(args.d3rlpy_python, [name], args.transitions, args.steps, threads, blocks)
     if "error" in answer:
         print(f"  d3rlpy {name}: {answer['error']}", file=sys.stderr)
-        return f" {'(error)':>12} {'':>7} {'':>6} {'':>8} {'':>6}", None
+        return f" {'(error)':>12}{blank}", None
     version = f"d3rlpy {answer['d3rlpy']}, torch {answer['torch']}"
     result = answer["results"][name]
     if "skipped" in result:
