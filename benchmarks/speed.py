@@ -24,7 +24,7 @@ import numpy as np
 
 from offrl.algos import ALGORITHMS, get_algorithm
 from offrl.data.dataset import Dataset
-from offrl.evaluate.speed import random_dataset  # D4RL HalfCheetah shape: obs 17, action 6
+from offrl.bench.speed import random_dataset  # D4RL HalfCheetah shape: obs 17, action 6
 from offrl.train.fused import make_fused_update
 from offrl.train.offline import prepare
 

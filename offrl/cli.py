@@ -304,7 +304,7 @@ def cmd_datasets_import(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_make(args: argparse.Namespace) -> int:
-    from offrl.data.registry import make_suite
+    from offrl.suites import make_suite
 
     levels = [level.strip() for level in args.levels.split(",") if level.strip()]
     paths = make_suite(args.env_id, levels, budget=args.budget, size=args.size, seed=args.seed,
@@ -507,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     from offrl.sweep.commands import add_commands as add_sweep_commands  # `offrl sweep`, `offrl bench`
 
     add_sweep_commands(commands)
-    from offrl.evaluate.speed_command import add_command as add_speed_command  # `offrl bench-speed`
+    from offrl.bench.command import add_command as add_speed_command  # `offrl bench-speed`
 
     add_speed_command(commands)
     return parser

@@ -166,7 +166,7 @@ def test_filter_top_episodes_keeps_the_best_whole_episodes(make_dataset, aligned
 
 def test_percent_bc_is_bc_with_a_top_fraction():
     assert percent_bc.Config().top_fraction == 0.1
-    assert percent_bc.update is __import__("offrl.algos.bc", fromlist=["update"]).update
+    assert percent_bc.update is __import__("offrl.algos.model_free.bc", fromlist=["update"]).update
 
 
 # --- SPOT ------------------------------------------------------------------------------------

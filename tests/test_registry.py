@@ -11,7 +11,7 @@ import pytest
 
 from offrl.data.d4rl_io import write_npz
 from offrl.data.dataset import DatasetMetadata
-from offrl.data.generate import make_suite
+from offrl.suites import make_suite
 from offrl.data.registry import (
     D4RL_REFERENCE_SCORES,
     default_data_dir,

@@ -1,4 +1,4 @@
-"""offrl.evaluate.speed and `offrl bench-speed`: the FLOP counting and the command's plumbing.
+"""offrl.bench.speed and `offrl bench-speed`: the FLOP counting and the command's plumbing.
 
 No time is asserted anywhere: only what is counted, what is refused, and what is printed.
 """
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import pytest
 
 from offrl.cli import EXIT_BAD_INPUT, main
-from offrl.evaluate import speed
+from offrl.bench import speed
 from offrl.types import Batch
 
 

@@ -1,10 +1,15 @@
-"""One module per algorithm, each with `Config`, `init`, `update`, `act`, `NAME`, `DESCRIPTION`, `PAPER`."""
+"""One module per algorithm, each with `Config`, `init`, `update`, `act`, `NAME`, `DESCRIPTION`, `PAPER`,
+in family packages: `model_free/`, `sequence/`, `online/` (and, as they land, `model_based/`,
+`generative/`, `safe/`). The registry below is the one place that knows every family; the
+modules are re-exported here so `from offrl.algos import td3_bc` keeps working."""
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from offrl.algos import awac, bc, calql, cql, dt, edac, iql, percent_bc, rebrac, rlpd, sac_n, spot, td3_bc
+from offrl.algos.model_free import awac, bc, calql, cql, edac, iql, percent_bc, rebrac, sac_n, spot, td3_bc
+from offrl.algos.online import rlpd, sac
+from offrl.algos.sequence import dt
 from offrl.errors import ConfigError
 
 ALGORITHMS: dict[str, ModuleType] = {

@@ -1,13 +1,18 @@
-"""Record a policy's interaction with a Gymnasium env as a `Dataset` (vectorised)."""
+"""Record a policy's interaction with a Gymnasium env as a `Dataset` (vectorised), and the helpers
+dataset suites are assembled from: a fixed number of transitions, a replay buffer cut into
+episodes, two datasets end to end, and the generated levels' names. None of them needs an agent:
+training the behaviour agent is `offrl.suites`' job."""
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Iterator
 
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetMetadata
 from offrl.envs.factory import action_bounds, make_vector_env
+from offrl.errors import ConfigError
 
 _FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 
@@ -75,3 +80,126 @@ def collect_episodes(
     return episodes_to_dataset(episodes, DatasetMetadata(
         name=name, env_id=env_id, action_low=low, action_high=high,
         provenance={"collected_by": "offrl.data.collect.collect_episodes", "seed": seed}))
+
+
+# ------------------------------------------------------------------------------- naming
+def env_short_name(env_id: str) -> str:
+    """'HalfCheetah-v5' -> 'halfcheetah' (namespace and version dropped, lower case)."""
+    base = env_id.split("/")[-1]
+    base = re.sub(r"-v\d+$", "", base)
+    return re.sub(r"[^a-z0-9]+", "", base.lower()) or "env"
+
+
+def dataset_name(env_id: str, level: str, version: int = 0) -> str:
+    """The registry name (a Minari id) of a generated level: 'halfcheetah-medium-replay-v0'."""
+    return f"{env_short_name(env_id)}-{level}-v{version}"
+
+
+# --------------------------------------------------------------------------- collection
+def collect_transitions(
+    env_id: str,
+    policy: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    num_transitions: int,
+    seed: int = 0,
+    num_envs: int = 10,
+    name: str | None = None,
+    on_step: Callable[[int, float | None], None] | None = None,
+) -> Dataset:
+    """Run `policy(observations, rng) -> env actions` until `num_transitions` are recorded.
+
+    Finished episodes are stored in the order they finish. Collection stops as soon as they hold
+    `num_transitions`; the last one is cut there and its last transition flagged as a timeout
+    (as D4RL's own collection cut the final episode). Episodes still running are discarded.
+    `on_step(transitions, mean_return_of_recent_episodes)` reports progress.
+    """
+    if num_transitions <= 0:
+        raise ConfigError(f"--size is {num_transitions}; expected a positive number of transitions.")
+    rng = np.random.default_rng(seed)
+    low, high = action_bounds(env_id)
+    episodes: list[dict[str, np.ndarray]] = []
+    stored = 0
+    returns: list[float] = []
+    stream = finished_episodes(env_id, policy, rng, seed, num_envs)
+    for episode in stream:
+        episodes.append(episode)
+        stored += len(episode["rewards"])
+        returns.append(float(episode["rewards"].sum()))
+        if on_step is not None:
+            on_step(min(stored, num_transitions), float(np.mean(returns[-10:])))
+        if stored >= num_transitions:
+            break
+    stream.close()
+    excess = stored - num_transitions
+    if excess > 0:
+        last = episodes[-1]
+        keep = len(last["rewards"]) - excess
+        last = {field: values[:keep].copy() for field, values in last.items()}
+        if not last["terminals"][-1]:
+            last["timeouts"][-1] = True
+        episodes[-1] = last
+    return episodes_to_dataset(episodes, DatasetMetadata(
+        name=name, env_id=env_id, action_low=low, action_high=high,
+    ))
+
+
+def concatenate(first: Dataset, second: Dataset, metadata: DatasetMetadata) -> Dataset:
+    """`first`'s episodes followed by `second`'s, unchanged."""
+    return Dataset(
+        **{field: np.concatenate([getattr(first, field), getattr(second, field)]) for field in _FIELDS},
+        episode_starts=np.concatenate([first.episode_starts, second.episode_starts + first.num_transitions]),
+        metadata=metadata,
+    )
+
+
+def replay_dataset(replay: dict[str, np.ndarray], cut: int, size: int, metadata: DatasetMetadata) -> Dataset:
+    """Rows [max(0, cut - size), cut) of a replay buffer, regrouped into intact episodes.
+
+    Rows of one sub-env are contiguous in time; episodes end at a done or timeout flag. Episodes
+    are ordered by their first row (collection order). The episode still running at the cut ends
+    with a timeout flag; an episode cut at the start of the window simply starts mid-way.
+    """
+    start = max(0, cut - size)
+    rows = {name: values[start:cut] for name, values in replay.items()}
+    env_index = rows["env_index"]
+    terminals = rows["dones"] > 0.5
+    timeouts = (rows["timeouts"] > 0.5) & ~terminals
+    episodes: list[tuple[int, np.ndarray]] = []
+    for env in np.unique(env_index):
+        index = np.flatnonzero(env_index == env)
+        ends = np.flatnonzero(terminals[index] | timeouts[index])
+        bounds = np.concatenate([[0], ends + 1])
+        if bounds[-1] < len(index):
+            bounds = np.append(bounds, len(index))
+        for begin, end in zip(bounds[:-1], bounds[1:]):
+            episodes.append((int(index[begin]), index[begin:end]))
+    episodes.sort(key=lambda item: item[0])
+    order = np.concatenate([index for _, index in episodes])
+    lengths = np.array([len(index) for _, index in episodes])
+    terminals, timeouts = terminals[order], timeouts[order]
+    last = np.cumsum(lengths) - 1
+    timeouts[last] |= ~terminals[last]  # the partial episode at the cut: truncated, bootstraps
+    return Dataset(
+        observations=rows["observations"][order],
+        actions=rows["actions"][order],
+        rewards=rows["rewards"][order],
+        next_observations=rows["next_observations"][order],
+        terminals=terminals,
+        timeouts=timeouts,
+        episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+        metadata=metadata,
+    )
+
+
+def complete_episode_returns(dataset: Dataset) -> np.ndarray:
+    """Returns of episodes that ended by termination or by the env's own time limit.
+
+    Episodes cut by collection budgets are flagged as timeouts too; they are excluded by length
+    when shorter than the longest episode that timed out.
+    """
+    returns = dataset.episode_returns()
+    last = dataset.episode_ends - 1
+    lengths = dataset.episode_lengths
+    timed_out = dataset.timeouts[last]
+    full_length = lengths[timed_out].max() if timed_out.any() else 0
+    complete = dataset.terminals[last] | (timed_out & (lengths == full_length))
+    return returns[complete] if complete.any() else returns

@@ -5,7 +5,7 @@ Layout: `<data_dir>/datasets/<name>` is a Minari dataset directory, `<name>` a M
 `minari.load_dataset(name)` open it too). `data_dir` is, in order: the function argument, the
 `OFFRL_DATA_DIR` environment variable, `~/.offrl`. A name without its `-vN` suffix resolves to the
 highest registered version. The name `default` is the small dataset shipped inside the package
-(`offrl/data/builtin/`), made by `offrl.data.generate.make_suite`.
+(`offrl/data/builtin/`), made by `offrl.suites.make_suite`.
 
 D4RL's published reference returns are applied only when a file is imported under a D4RL
 locomotion name and carries no reference scores itself; generated datasets carry their own.
@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from offrl.data.dataset import Dataset
-from offrl.data.generate import make_suite  # noqa: F401 - re-exported: `offrl datasets make`
 from offrl.data.load import load_dataset
 from offrl.errors import DatasetError
 

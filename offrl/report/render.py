@@ -16,11 +16,11 @@ from typing import Sequence
 
 import numpy as np
 
-import offrl
 from offrl.errors import ConfigError
 from offrl.report import stats
 from offrl.report.compare import SIGNIFICANCE, format_p
 from offrl.report.results import NORMALIZED, Results, collect_runs
+from offrl.version import __version__
 
 FORMATS = ("md", "html")
 CONFIDENCE = 0.95
@@ -106,7 +106,7 @@ def build_report(results: Results, reps: int = 2000, seed: int = 0) -> Report:
     report = Report(title=f"offrl report: {results.root}")
     add = report.blocks.append
 
-    add(Paragraph(f"Generated {time.strftime('%Y-%m-%d %H:%M')} by offrl {offrl.__version__} from the run "
+    add(Paragraph(f"Generated {time.strftime('%Y-%m-%d %H:%M')} by offrl {__version__} from the run "
                   f"directories under {results.root}. Intervals are {CONFIDENCE:.0%} percentile intervals of "
                   f"{reps} stratified-bootstrap replicates (seed {seed}); IQM is the interquartile mean "
                   "(Agarwal et al. 2021, the rliable protocol)."))

@@ -66,7 +66,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import offrl
 from offrl.data.dataset import Dataset
 from offrl.data.fingerprint import dataset_fingerprint
 from offrl.data.transforms import Normalizer, fit_normalizer, training_arrays
@@ -83,6 +82,7 @@ from offrl.train.online import REPLAY_FIELDS, allocate_buffer, insert_rows, step
 from offrl.train.policy import Policy
 from offrl.train.run_dir import RunDirectory
 from offrl.types import Batch, Spec
+from offrl.version import __version__
 
 MODES = ("mixed", "wsrl")
 FINETUNE_KEYS = ("config", "decay", "offline_ratio", "utd", "warmup_steps", "exploration_noise", "reset_optimizers")
@@ -417,7 +417,7 @@ def _start(algo, algo_config, dataset, normalizer, finetune_config, settings, ru
         "dataset_fingerprint": dataset_fingerprint(dataset),
         "spec": {"observation_dim": dataset.spec.observation_dim, "action_dim": dataset.spec.action_dim},
         "normalizer": normalizer.to_json(),
-        "offrl_version": offrl.__version__,
+        "offrl_version": __version__,
         "jax_version": jax.__version__,
         "device": str(jax.devices()[0]),
     }

@@ -26,10 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import offrl
+from offrl.algos import get_algorithm
 from offrl.data.dataset import Dataset
 from offrl.data.filtering import filter_top_episodes
 from offrl.data.fingerprint import dataset_fingerprint
+from offrl.data.load import load_dataset
+from offrl.data.registry import resolve_dataset
 from offrl.data.transforms import fit_normalizer, training_arrays
 from offrl.envs.factory import action_bounds, check_env_id
 from offrl.errors import ConfigError
@@ -41,8 +43,10 @@ from offrl.train.configs import config_from_json, config_to_json, validate_algor
 from offrl.train.extra_fields import offline_extra_arrays
 from offrl.train.fused import make_fused_update
 from offrl.train.policy import Policy
+from offrl.train.progress import TrainingProgress
 from offrl.train.run_dir import RunDirectory
 from offrl.train.seed_axis import resolve_seed_axis, seed_axis
+from offrl.version import __version__
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ def run_record(algo: ModuleType, algo_config: Any, dataset: Dataset, train: Trai
         "dataset_fingerprint": dataset_fingerprint(dataset),
         "spec": {"observation_dim": dataset.spec.observation_dim, "action_dim": dataset.spec.action_dim},
         "normalizer": normalizer.to_json(),
-        "offrl_version": offrl.__version__,
+        "offrl_version": __version__,
         "jax_version": jax.__version__,
         "device": str(jax.devices()[0]),
     }
@@ -254,8 +258,6 @@ def finished_result(algo, algo_config, dataset, run, normalizer, summary) -> Tra
 
 def recorded_run(run_dir: str | Path) -> tuple[ModuleType, Any, TrainConfig, dict[str, Any]]:
     """The algorithm, its config, the TrainConfig and the whole config.json of a run directory."""
-    from offrl.algos import get_algorithm
-
     config = RunDirectory.open(run_dir, lock=False).read_config()
     where = str(Path(run_dir) / "config.json")
     try:
@@ -272,13 +274,9 @@ def load_recorded_dataset(config: dict[str, Any]) -> Dataset:
     reference = config.get("dataset") or {}
     argument = reference.get("argument")
     if argument:
-        from offrl.data.registry import resolve_dataset
-
         return resolve_dataset(argument, data_dir=reference.get("data_dir"), clip_actions=bool(reference.get("clip_actions")))
     source = reference.get("source")
     if source and Path(source).exists():
-        from offrl.data.load import load_dataset
-
         return load_dataset(source, clip_actions=bool(reference.get("clip_actions")))
     raise ConfigError(
         f"The run records no loadable dataset (name {reference.get('name')!r}, source {source!r}); "
@@ -386,8 +384,6 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
     policy = Policy(algo, member(state, 0), normalizer)  # one jitted `act` for every evaluation
     active = list(range(count))
     errors: dict[int, DivergenceError] = {}
-
-    from offrl.train.progress import TrainingProgress
 
     with TrainingProgress(train.steps, enabled=progress) as bar:
         action = f"resumed at step {step}" if resume else f"{train.steps} updates"

@@ -5,7 +5,7 @@ separate venv): it imports neither JAX nor offrl, so it can live in a venv of it
 
     python d3rlpy_speed.py '{"algorithms": [{"name": "td3bc", "hidden_dims": [256, 256], "batch_size": 256}], ...}'
 
-Reads one JSON object (the settings offrl's Configs use, see offrl.evaluate.speed.d3rlpy_settings)
+Reads one JSON object (the settings offrl's Configs use, see offrl.bench.speed.d3rlpy_settings)
 and prints one JSON line. Each algorithm is built on an MDPDataset of random transitions of D4RL
 HalfCheetah shape, batches are drawn with d3rlpy's own sampler before timing (its per-transition
 Python sampler is timed separately as `sample_seconds_per_batch`), and `update` is timed in blocks

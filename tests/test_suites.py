@@ -10,16 +10,10 @@ import pytest
 
 from offrl.algos import sac
 from offrl.data.dataset import DatasetMetadata
-from offrl.data.generate import (
-    LEVELS,
-    collect_transitions,
-    complete_episode_returns,
-    dataset_name,
-    make_suite,
-    replay_dataset,
-)
+from offrl.data.collect import collect_transitions, complete_episode_returns, dataset_name, replay_dataset
 from offrl.data.registry import resolve_dataset
 from offrl.evaluate.scores import normalized_score
+from offrl.suites import LEVELS, make_suite
 
 ENV = "Pendulum-v1"
 SIZE = 4_000  # 20 Pendulum episodes per level; = BUDGET, so medium-replay is never capped

@@ -30,7 +30,6 @@ slightly different reference scores; regenerate the whole suite with `overwrite`
 from __future__ import annotations
 
 import platform
-import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -38,139 +37,25 @@ from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from offrl.data.collect import episodes_to_dataset, finished_episodes
+from offrl.algos.online import sac
+from offrl.data.collect import collect_transitions, complete_episode_returns, concatenate, dataset_name, replay_dataset
 from offrl.data.dataset import Dataset, DatasetMetadata
+from offrl.data.load import load_dataset
+from offrl.data.minari_io import write_minari
+from offrl.data.registry import datasets_root
 from offrl.envs.factory import action_bounds, check_env_id, make_env
 from offrl.errors import ConfigError, DatasetError
+from offrl.evaluate.rollout import evaluate_policy
+from offrl.train.configs import config_to_json
+from offrl.train.online import OnlineConfig, make_stochastic_policy, train_online
+from offrl.version import __version__
 
 LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 _NEEDS_AGENT = ("medium", "medium-replay", "expert", "medium-expert")
 MEDIUM_FRACTION = 0.4  # target of the medium snapshot: between a third and a half of the way
-_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
-
-
-# ------------------------------------------------------------------------------- naming
-def env_short_name(env_id: str) -> str:
-    """'HalfCheetah-v5' -> 'halfcheetah' (namespace and version dropped, lower case)."""
-    base = env_id.split("/")[-1]
-    base = re.sub(r"-v\d+$", "", base)
-    return re.sub(r"[^a-z0-9]+", "", base.lower()) or "env"
-
-
-def dataset_name(env_id: str, level: str, version: int = 0) -> str:
-    """The registry name (a Minari id) of a generated level: 'halfcheetah-medium-replay-v0'."""
-    return f"{env_short_name(env_id)}-{level}-v{version}"
-
-
-# --------------------------------------------------------------------------- collection
-def collect_transitions(
-    env_id: str,
-    policy: Callable[[np.ndarray, np.random.Generator], np.ndarray],
-    num_transitions: int,
-    seed: int = 0,
-    num_envs: int = 10,
-    name: str | None = None,
-    on_step: Callable[[int, float | None], None] | None = None,
-) -> Dataset:
-    """Run `policy(observations, rng) -> env actions` until `num_transitions` are recorded.
-
-    Finished episodes are stored in the order they finish. Collection stops as soon as they hold
-    `num_transitions`; the last one is cut there and its last transition flagged as a timeout
-    (as D4RL's own collection cut the final episode). Episodes still running are discarded.
-    `on_step(transitions, mean_return_of_recent_episodes)` reports progress.
-    """
-    if num_transitions <= 0:
-        raise ConfigError(f"--size is {num_transitions}; expected a positive number of transitions.")
-    rng = np.random.default_rng(seed)
-    low, high = action_bounds(env_id)
-    episodes: list[dict[str, np.ndarray]] = []
-    stored = 0
-    returns: list[float] = []
-    stream = finished_episodes(env_id, policy, rng, seed, num_envs)
-    for episode in stream:
-        episodes.append(episode)
-        stored += len(episode["rewards"])
-        returns.append(float(episode["rewards"].sum()))
-        if on_step is not None:
-            on_step(min(stored, num_transitions), float(np.mean(returns[-10:])))
-        if stored >= num_transitions:
-            break
-    stream.close()
-    excess = stored - num_transitions
-    if excess > 0:
-        last = episodes[-1]
-        keep = len(last["rewards"]) - excess
-        last = {field: values[:keep].copy() for field, values in last.items()}
-        if not last["terminals"][-1]:
-            last["timeouts"][-1] = True
-        episodes[-1] = last
-    return episodes_to_dataset(episodes, DatasetMetadata(
-        name=name, env_id=env_id, action_low=low, action_high=high,
-    ))
-
-
-def concatenate(first: Dataset, second: Dataset, metadata: DatasetMetadata) -> Dataset:
-    """`first`'s episodes followed by `second`'s, unchanged."""
-    return Dataset(
-        **{field: np.concatenate([getattr(first, field), getattr(second, field)]) for field in _FIELDS},
-        episode_starts=np.concatenate([first.episode_starts, second.episode_starts + first.num_transitions]),
-        metadata=metadata,
-    )
-
-
-def replay_dataset(replay: dict[str, np.ndarray], cut: int, size: int, metadata: DatasetMetadata) -> Dataset:
-    """Rows [max(0, cut - size), cut) of a replay buffer, regrouped into intact episodes.
-
-    Rows of one sub-env are contiguous in time; episodes end at a done or timeout flag. Episodes
-    are ordered by their first row (collection order). The episode still running at the cut ends
-    with a timeout flag; an episode cut at the start of the window simply starts mid-way.
-    """
-    start = max(0, cut - size)
-    rows = {name: values[start:cut] for name, values in replay.items()}
-    env_index = rows["env_index"]
-    terminals = rows["dones"] > 0.5
-    timeouts = (rows["timeouts"] > 0.5) & ~terminals
-    episodes: list[tuple[int, np.ndarray]] = []
-    for env in np.unique(env_index):
-        index = np.flatnonzero(env_index == env)
-        ends = np.flatnonzero(terminals[index] | timeouts[index])
-        bounds = np.concatenate([[0], ends + 1])
-        if bounds[-1] < len(index):
-            bounds = np.append(bounds, len(index))
-        for begin, end in zip(bounds[:-1], bounds[1:]):
-            episodes.append((int(index[begin]), index[begin:end]))
-    episodes.sort(key=lambda item: item[0])
-    order = np.concatenate([index for _, index in episodes])
-    lengths = np.array([len(index) for _, index in episodes])
-    terminals, timeouts = terminals[order], timeouts[order]
-    last = np.cumsum(lengths) - 1
-    timeouts[last] |= ~terminals[last]  # the partial episode at the cut: truncated, bootstraps
-    return Dataset(
-        observations=rows["observations"][order],
-        actions=rows["actions"][order],
-        rewards=rows["rewards"][order],
-        next_observations=rows["next_observations"][order],
-        terminals=terminals,
-        timeouts=timeouts,
-        episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
-        metadata=metadata,
-    )
-
-
-def complete_episode_returns(dataset: Dataset) -> np.ndarray:
-    """Returns of episodes that ended by termination or by the env's own time limit.
-
-    Episodes cut by collection budgets are flagged as timeouts too; they are excluded by length
-    when shorter than the longest episode that timed out.
-    """
-    returns = dataset.episode_returns()
-    last = dataset.episode_ends - 1
-    lengths = dataset.episode_lengths
-    timed_out = dataset.timeouts[last]
-    full_length = lengths[timed_out].max() if timed_out.any() else 0
-    complete = dataset.terminals[last] | (timed_out & (lengths == full_length))
-    return returns[complete] if complete.any() else returns
 
 
 # ------------------------------------------------------------------------------- suites
@@ -196,8 +81,6 @@ def make_suite(
     the module docstring for medium-replay and medium-expert). Levels that already exist are
     skipped (and reported through `log`) unless `overwrite`.
     """
-    from offrl.data.registry import datasets_root  # the registry owns the on-disk layout
-
     levels = _check_request(env_id, levels, budget, size, eval_episodes)
     root = datasets_root(data_dir, create=True)
     say = log or (lambda message: print(message))
@@ -245,7 +128,7 @@ def make_suite(
             "expert_return": None if expert_returns is None else float(expert_returns.mean()),
             "reference_episodes": episodes,
             "machine": f"{platform.machine()} {platform.system()}, {platform.python_version()}",
-            "generated_by": "offrl.data.generate.make_suite",
+            "generated_by": "offrl.suites.make_suite",
             "algorithm_name": "offrl SAC (Haarnoja et al. 2018) behaviour agent",
         }
         if agent is not None:
@@ -310,8 +193,6 @@ def make_suite(
                                 f"{dataset.num_transitions} transitions in {dataset.num_episodes} episodes."),
             }
             out = dataset.replace(metadata=DatasetMetadata(**{**asdict_shallow(metadata(level)), "provenance": provenance}))
-            from offrl.data.minari_io import write_minari
-
             paths[level] = write_minari(out, dataset_name(env_id, level, version), root=root, overwrite=overwrite)
             say(f"{dataset_name(env_id, level, version)}: {dataset.num_transitions} transitions, "
                 f"{dataset.num_episodes} episodes, behaviour return {behaviour_returns[level]:.1f} -> {paths[level]}")
@@ -355,16 +236,11 @@ def _uniform_policy(low: np.ndarray, high: np.ndarray):
 
 
 def _evaluate(policy, env_id: str, episodes: int, seed: int) -> np.ndarray:
-    from offrl.evaluate.rollout import evaluate_policy
-
     rng = np.random.default_rng(seed)
     return evaluate_policy(lambda observations: policy(observations, rng), env_id, episodes, seed=seed).returns
 
 
 def _train_agent(env_id, budget, seed, snapshot_every, start_steps, eval_episodes, sac_config, bar, say) -> dict[str, Any]:
-    from offrl.algos import sac
-    from offrl.train.online import OnlineConfig, make_stochastic_policy, train_online
-
     config = sac_config or sac.Config()
     snapshot_every = snapshot_every or max(budget // 20, 1)
     # CleanRL's SAC starts learning after 5,000 random steps; never more than a tenth of a small budget.
@@ -382,8 +258,6 @@ def _train_agent(env_id, budget, seed, snapshot_every, start_steps, eval_episode
     snapshots = [{"step": s.step, "return": s.return_mean, "state": s.state} for s in result.snapshots]
     if not snapshots or snapshots[-1]["step"] != result.buffer_rows:
         snapshots.append({"step": result.buffer_rows, "return": None, "state": result.state})
-    from offrl.train.configs import config_to_json
-
     return {
         "snapshots": snapshots,
         "replay": result.replay(),
@@ -418,8 +292,6 @@ def _pick_medium(snapshots: list[dict[str, Any]], random_return: float, final_re
 
 def _existing_ref_max(root: Path, env_id: str, version: int) -> float | None:
     """Without an agent (only `random` requested), reuse the suite's expert return if a level exists."""
-    from offrl.data.load import load_dataset
-
     for level in LEVELS:
         path = root / dataset_name(env_id, level, version)
         if level != "random" and (path / "data" / "metadata.json").exists():
@@ -435,18 +307,13 @@ def _env_version(env_id: str) -> int | None:
 
 
 def _offrl_version() -> str:
-    import offrl
-
-    return offrl.__version__
+    return __version__
 
 
 class _SuiteProgress:
     """rich progress: one bar per phase, showing the behaviour agent's current return."""
 
     def __init__(self, enabled: bool):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from offrl.algos.bc import State, act, init, update  # noqa: F401  (the learning rule is BC's)
-from offrl.algos import bc
+from offrl.algos.model_free.bc import State, act, init, update  # noqa: F401  (the learning rule is BC's)
+from offrl.algos.model_free import bc
 
 NAME = "percent_bc"
 DESCRIPTION = "Filtered behavioural cloning on the top fraction of episodes by return."

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from offrl.algos import sac_n
-from offrl.algos.sac_n import State, act, init  # noqa: F401  (same networks and policy as SAC-N)
+from offrl.algos.model_free import sac_n
+from offrl.algos.model_free.sac_n import State, act, init  # noqa: F401  (same networks and policy as SAC-N)
 from offrl.nets import CriticEnsemble, member_action_gradients
 from offrl.types import Batch
 

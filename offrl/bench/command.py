@@ -2,7 +2,7 @@
 
 Per algorithm: offrl's updates/s, d3rlpy's (with `--against d3rlpy`, measured right after in a
 subprocess of `--d3rlpy-python`), the ratio, compile time and the fraction of the machine's matmul
-rate (offrl.evaluate.speed explains each figure). Then evaluation throughput, peak memory of a
+rate (offrl.bench.speed explains each figure). Then evaluation throughput, peak memory of a
 1M-transition training run and, from a source checkout, benchmarks/load_time.py and
 benchmarks/seeds.py. Numbers compare only within one run: the header states the machine and its
 load average.
@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from offrl.algos import ALGORITHMS
+from offrl.bench import speed
 from offrl.errors import ConfigError
 
 DEFAULT_ALGORITHMS = "bc,td3bc,iql,cql,awac,rebrac,calql,dt"
@@ -55,8 +57,6 @@ def _positive(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_speed(args: argparse.Namespace) -> int:
-    from offrl.algos import ALGORITHMS
-
     _positive(args)
     names = [name.strip().lower() for name in args.algos.split(",") if name.strip()]
     unknown = [name for name in names if name not in ALGORITHMS]
@@ -65,8 +65,6 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
                           f"{', '.join(sorted(ALGORITHMS))}.")
 
     import jax
-
-    from offrl.evaluate import speed
 
     print(f"offrl bench-speed, {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"machine: {speed.machine_description()}")
@@ -113,8 +111,6 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
 
 def _d3rlpy_cells(name: str, ours: dict, args: argparse.Namespace, blocks: int) -> tuple[str, str | None]:
     """The d3rlpy columns of `name`'s row, and d3rlpy's version line (None when it did not run)."""
-    from offrl.evaluate import speed
-
     blank = f" {'':>7} {'':>6} {'':>8} {'':>6}"  # threads, ratio, +sampler, ratio
     missing = f" {'(none)':>12}{blank}"
     if name not in speed.D3RLPY_ALGORITHMS:

@@ -1,9 +1,9 @@
 """Training speed, measured: offrl's fused update beside d3rlpy's, and the machine's own matmul rate.
 
-`offrl bench-speed` (offrl/evaluate/speed_command.py) prints, per algorithm: offrl's updates/s
+`offrl bench-speed` (offrl/bench/command.py) prints, per algorithm: offrl's updates/s
 through the engine's `make_fused_update` (the same program `offrl train` runs), its compile time,
 d3rlpy's updates/s for the same networks and batch in the same run (a subprocess of an interpreter
-that has d3rlpy, see offrl/evaluate/d3rlpy_speed.py), the ratio, and the fraction of the machine's
+that has d3rlpy, see offrl/bench/d3rlpy_speed.py), the ratio, and the fraction of the machine's
 float32 matmul rate that the update reaches.
 
 That fraction is (matmul FLOPs one update executes) x (updates/s) / (the rate this machine runs
@@ -38,7 +38,11 @@ from jax.extend import core as jax_core
 from offrl.algos import get_algorithm
 from offrl.data.dataset import Dataset, DatasetMetadata
 from offrl.train.fused import make_fused_update, sample_batch
-from offrl.train.offline import prepare
+from offrl.data.transforms import fit_normalizer
+from offrl.envs.factory import make_env
+from offrl.evaluate.rollout import evaluate_policy
+from offrl.train.offline import TrainConfig, prepare, train_offline
+from offrl.train.policy import Policy
 
 OBSERVATION_DIM, ACTION_DIM = 17, 6  # D4RL HalfCheetah
 BATCH_SIZE = 256  # issue 9: both libraries at batch 256 (sequence models keep their window batch)
@@ -164,7 +168,7 @@ class _Runner:
             inputs = list(dict.fromkeys(var for eqn in eqns for var in eqn.invars
                                         if not isinstance(var, jax_core.Literal) and var not in defined))
             outputs = [var for eqn in eqns for var in eqn.outvars if not isinstance(var, jax_core.DropVar)]
-            names = jax_core.DebugInfo("a run of equations", "offrl.evaluate.speed", tuple(map(str, inputs)),
+            names = jax_core.DebugInfo("a run of equations", "offrl.bench.speed", tuple(map(str, inputs)),
                                        tuple(map(str, outputs)))
             segment = jax_core.ClosedJaxpr(jax_core.Jaxpr([], inputs, outputs, eqns, debug_info=names), [])
             self._programs[key] = (inputs, outputs, jax.jit(jax_core.jaxpr_as_fun(segment)))
@@ -323,11 +327,6 @@ def measure_d3rlpy(python: str, names: list[str], transitions: int, steps: int, 
 
 def evaluation_throughput(env_id: str = "HalfCheetah-v5", episodes: int = 10) -> dict[str, float]:
     """Env steps/s of `episodes` episodes in one vector env vs one env after another, same jitted policy."""
-    from offrl.data.transforms import fit_normalizer
-    from offrl.envs.factory import make_env
-    from offrl.evaluate.rollout import evaluate_policy
-    from offrl.train.policy import Policy
-
     algo = get_algorithm("td3bc")
     dataset = random_dataset(10_000)
     policy = Policy(algo, algo.init(jax.random.PRNGKey(0), dataset.spec, algo.Config()),
@@ -351,8 +350,6 @@ def evaluation_throughput(env_id: str = "HalfCheetah-v5", episodes: int = 10) ->
 
 def train_for_memory(transitions: int, steps: int, run_dir: str) -> None:
     """Child process body: a TD3+BC run on `transitions` random transitions; prints its peak RSS (MB)."""
-    from offrl.train.offline import TrainConfig, train_offline
-
     algo = get_algorithm("td3bc")
     train = TrainConfig(steps=steps, eval_every=0, eval_episodes=10, log_every=min(steps, 1000), checkpoint_every=0)
     train_offline(algo, algo.Config(), random_dataset(transitions), train, run_dir, progress=False)
@@ -361,7 +358,7 @@ def train_for_memory(transitions: int, steps: int, run_dir: str) -> None:
 
 def peak_training_memory(transitions: int, steps: int, run_dir: str) -> dict[str, Any]:
     """Peak resident memory (MB) of `offrl`-trained TD3+BC in a fresh process, with the run's seconds."""
-    code = f"from offrl.evaluate.speed import train_for_memory; train_for_memory({transitions}, {steps}, {run_dir!r})"
+    code = f"from offrl.bench.speed import train_for_memory; train_for_memory({transitions}, {steps}, {run_dir!r})"
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     seconds = time.perf_counter() - started

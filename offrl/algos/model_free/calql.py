@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from offrl.algos import cql
+from offrl.algos.model_free import cql
 from offrl.types import Batch, Spec
 
 NAME = "calql"
