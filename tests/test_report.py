@@ -15,31 +15,40 @@ from offrl.cli import main
 from offrl.errors import ConfigError
 from offrl.report import collect_runs, compare_runs, write_report
 from offrl.report.render import _curve_panels
+from offrl.report.results import NORMALIZED
 
 REPS = 200  # bootstrap replicates: enough for the tests, quick
 
 
 def write_run(path: Path, algorithm: str, dataset: str | None, seed: int, final: float, best: float | None = None,
               status: str = "finished", normalized: bool = True, algorithm_config: dict | None = None,
-              evals: list[tuple[int, float]] | None = None, steps: int = 1000, argument: str | None = None) -> None:
-    """A run directory as offrl/train/offline.py writes it: config.json, eval.jsonl, summary.json."""
+              evals: list[tuple[int, float]] | None = None, steps: int = 1000, argument: str | None = None,
+              logged: list[int] = (), diverged_at: int | None = None) -> None:
+    """A run directory as offrl/train/offline.py writes it: config.json, metrics.jsonl (the steps in
+    `logged`), eval.jsonl, summary.json. A run that did not finish gets only the evaluations passed
+    in `evals`; a diverged one (status "diverged") the divergence record of offrl/train/divergence.py."""
     path.mkdir(parents=True)
     config = {"algorithm": algorithm, "algorithm_config": algorithm_config or {"hidden_dims": [32, 32]},
               "train": {"seed": seed, "steps": steps}, "env_id": "Pendulum-v1",
               "dataset": {"name": dataset, "argument": argument}, "dataset_metadata": {"name": dataset}}
     (path / "config.json").write_text(json.dumps(config))
-    if status != "finished":
-        (path / "summary.json").write_text(json.dumps({"status": status}))
-        return
+    (path / "metrics.jsonl").write_text("".join(json.dumps({"step": step, "loss": 1.0}) + "\n" for step in logged))
     best = final if best is None else best
-    evals = evals or [(steps // 2, best), (steps, final)]
+    if status == "finished":
+        evals = evals or [(steps // 2, best), (steps, final)]
     records = []
-    for step, score in evals:
+    for step, score in evals or ():
         record = {"step": step, "return_mean": score * 10 - 100}
         if normalized:
             record["normalized_score"] = score
         records.append(record)
     (path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if status != "finished":
+        summary = {"status": status}
+        if status == "diverged":
+            summary["divergence"] = {"step": diverged_at, "after_step": diverged_at - 100, "quantity": "metric 'q_mean'"}
+        (path / "summary.json").write_text(json.dumps(summary))
+        return
     summary = {"status": "finished", "final_step": steps, "best_step": steps // 2, "steps": steps,
                "final_return": final * 10 - 100, "best_return": best * 10 - 100, "updates_per_second": 500.0,
                "final_normalized_score": final if normalized else None,
@@ -93,8 +102,10 @@ def test_tables_hold_mean_and_std_over_seeds(results_dir, tmp_path):
             for algorithm, cell in zip(header[1:], row[1:]):
                 final = np.array(SCORES[(algorithm, row[0])])
                 values = final if which == "final" else final + 5 * np.arange(4)
-                # the crashed and running runs are not counted: 4 seeds, not 5
-                assert cell == f"{values.mean():.1f} ± {values.std(ddof=1):.1f} (4)"
+                # the crashed (seed 9) and running (seed 8) runs are not counted, but not dropped silently either
+                count = {("td3bc", "hopper-medium"): "4 of 5; seed 9 missing",
+                         ("iql", "hopper-medium"): "4 of 5; seed 8 missing"}.get((algorithm, row[0]), "4 of 4")
+                assert cell == f"{values.mean():.1f} ± {values.std(ddof=1):.1f} ({count})"
 
     header, *rows = markdown_table(text, "Aggregate over tasks")
     for row in rows:
@@ -119,13 +130,20 @@ def test_unfinished_runs_are_listed_as_skipped(results_dir, tmp_path):
     (finetune / "config.json").write_text(json.dumps({**config, "kind": "finetune"}))
     results = collect_runs(results_dir)
     assert len(results.runs) == 16
+    failed = "not finished: status 'failed', before its first logged step; no evaluation yet"
+    running = "not finished: status 'running' (killed, or still training), before its first logged step; no evaluation yet"
     assert {(s.path.name, s.reason) for s in results.skipped} == {
-        ("td3bc-hopper-medium-crashed", "status 'failed'"), ("iql-running", "status 'running'"),
+        ("td3bc-hopper-medium-crashed", failed), ("iql-running", running),
         ("iql-finetune", "a 'finetune' run, not an offline training run")}
+    assert [(s.label, s.dataset, s.seed) for s in results.missing_seeds] == [("iql", "hopper-medium", 8),
+                                                                              ("td3bc", "hopper-medium", 9)]
+    assert results.expected("td3bc", "hopper-medium") == 5 and len(results.cell("td3bc", "hopper-medium")) == 4
     write_report(results_dir, out=tmp_path / "out", formats="md", reps=REPS)
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "| td3bc-hopper-medium-crashed | status 'failed' |" in text
-    assert "| nested/deeper/iql-running | status 'running' |" in text
+    assert "- 2 seeds are missing and not counted (listed below with the reason)." in text
+    assert f"| hopper-medium | td3bc | 9 | td3bc-hopper-medium-crashed | {failed} |" in text
+    assert f"| hopper-medium | iql | 8 | nested/deeper/iql-running | {running} |" in text
+    assert "| iql-finetune | a 'finetune' run, not an offline training run |" in text  # belongs to no cell
     assert not (tmp_path / "out" / "report.html").exists()  # --format md only
 
 
@@ -195,7 +213,7 @@ def test_datasets_without_reference_scores_fall_back_to_returns(tmp_path):
     assert "'my-data.npz' is scored by return." in text
     header, *rows = markdown_table(text, "Final score")
     returns = np.array([10.0, 11.0, 12.0]) * 10 - 100
-    assert rows[0][:2] == ["my-data.npz (return)", f"{returns.mean():.1f} ± {returns.std(ddof=1):.1f} (3)"]
+    assert rows[0][:2] == ["my-data.npz (return)", f"{returns.mean():.1f} ± {returns.std(ddof=1):.1f} (3 of 3)"]
     assert "No dataset has reference scores" in text
 
 
@@ -223,6 +241,125 @@ def test_report_cli_exit_codes(results_dir, tmp_path, capsys):
     assert "--bootstrap is 0" in capsys.readouterr().err
 
 
+# -------------------------------------------------------------------- every seed counted
+DIVERGED_FINAL = "39.7 ± 4.5 (3 of 4; seed 2 diverged at step 500, counted at its last evaluation (step 400); seed 3 missing)"
+KILLED = "not finished: status 'running' (killed, or still training), at step 100 of 1000; no evaluation yet"
+
+
+def _mixed_seeds(root: Path) -> tuple[Path, Path]:
+    """td3bc: three finished seeds. iql: two finished, seed 2 diverged by step 500 after evaluations at
+    steps 200 (30.0) and 400 (35.0), seed 3 killed at step 100 before its first evaluation."""
+    finished = _seeds(root / "td3bc", "td3bc", [60.0, 62.0, 64.0])
+    mixed = _seeds(root / "iql", "iql", [40.0, 44.0])
+    write_run(mixed / "seed_2", "iql", "hopper-medium", 2, 0.0, status="diverged", evals=[(200, 30.0), (400, 35.0)],
+              logged=[100, 200, 300, 400], diverged_at=500)
+    write_run(mixed / "seed_3", "iql", "hopper-medium", 3, 0.0, status="running", logged=[100])
+    return finished, mixed
+
+
+def test_tables_count_every_seed_diverged_ones_labelled_missing_ones_named(tmp_path):
+    root = tmp_path / "results"
+    _mixed_seeds(root)
+    results = collect_runs(root)
+    (diverged,) = results.diverged
+    assert (diverged.seed, diverged.diverged_at, diverged.final_step, diverged.score(NORMALIZED)) == (2, 500, 400, 35.0)
+    assert [(s.seed, s.reason) for s in results.missing("iql", "hopper-medium")] == [(3, KILLED)]
+    np.testing.assert_array_equal(results.scores("iql", "hopper-medium"), [40.0, 44.0, 35.0])
+
+    write_report(root, formats="md,html", reps=REPS)
+    text = (root / "report.md").read_text()
+    header, *rows = markdown_table(text, "Final score")
+    assert header == ["dataset", "iql", "td3bc"]
+    assert rows == [["hopper-medium", DIVERGED_FINAL, "62.0 ± 2.0 (3 of 3)"]]
+    header, *rows = markdown_table(text, "Best score (optimistic)")
+    assert rows[0][1] == ("39.7 ± 4.5 (3 of 4; seed 2 diverged at step 500, counted with its evaluations up to "
+                          "step 400; seed 3 missing)")
+    header, *rows = markdown_table(text, "What was found")
+    assert [row[:4] for row in rows] == [["hopper-medium", "iql", "3 of 4", "0, 1, 2"],
+                                         ["hopper-medium", "td3bc", "3 of 3", "0, 1, 2"]]
+    assert "| hopper-medium | iql | 2 | 500 | 400 | iql/seed_2 |" in text  # the diverged seeds' table
+    assert f"| hopper-medium | iql | 3 | iql/seed_3 | {KILLED} |" in text  # the missing seeds' table
+    header, *rows = markdown_table(text, "Aggregate over tasks")
+    assert [row[:3] for row in rows] == [["iql", "1", "3"], ["td3bc", "1", "3"]]
+    page = (root / "report.html").read_text()
+    assert "<h3>Missing seeds</h3>" in page and "(3 of 4; seed 2 diverged at step 500" in page
+
+
+def test_compare_names_diverged_and_missing_seeds(tmp_path, capsys):
+    a, b = _mixed_seeds(tmp_path)
+    assert main(["compare", str(a), str(b), "--bootstrap", "200"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [f"A: {a}  (td3bc, 3 of 3 seeds counted)",
+                         f"B: {b}  (iql, 3 of 4 seeds counted, 1 diverged (counted at its last valid evaluation), "
+                         "1 missing (not counted))"]
+    assert lines[3:7] == [
+        "hopper-medium: final normalised score per seed",
+        "  A  mean 62.0 ± 2.0 (3 of 3)   seed 0: 60.0, seed 1: 62.0, seed 2: 64.0",
+        f"  B  mean {DIVERGED_FINAL}   seed 0: 40.0, seed 1: 44.0, "
+        "seed 2: 35.0 (diverged at step 500; its last evaluation, step 400)",
+        f"     B missing seed 3 ({b / 'seed_3'}): {KILLED}",
+    ]
+    assert f"difference of means A − B: {62.0 - np.mean([40.0, 44.0, 35.0]):.1f}" in "\n".join(lines)
+
+
+def test_reasons_for_seeds_that_do_not_count(tmp_path):
+    root = tmp_path / "group"
+    write_run(root / "seed_0", "bc", "pen", 0, 50.0)
+    write_run(root / "seed_1", "bc", "pen", 1, 0.0, status="diverged", logged=[100, 200], diverged_at=300)
+    write_run(root / "seed_2", "bc", "pen", 2, 0.0, status="interrupted", logged=[100, 200, 300], evals=[(200, 20.0)])
+    (root / "seed_3").mkdir()  # created, never written
+    write_run(root / "seed_4", "bc", "pen", 4, 0.0, status="failed", logged=[100])
+    summary = root / "seed_4" / "summary.json"
+    summary.write_text(json.dumps({"status": "failed", "error": "ValueError: boom\nTraceback ..."}))
+    (root / "seed_5").mkdir()
+    (root / "seed_5" / "config.json").write_text("{not json")
+    results = collect_runs(root)
+    assert [s.reason for s in results.missing("bc", "pen")] == [
+        "diverged at step 300 before any evaluation",
+        "not finished: status 'interrupted', at step 300 of 1000; last evaluation at step 200 (not counted)",
+        "an empty seed directory: the seed never started",
+        "not finished: status 'failed' (ValueError: boom), at step 100 of 1000; no evaluation yet",
+        "config.json is not valid JSON (Expecting property name enclosed in double quotes)",
+    ]
+    assert results.count_text("bc", "pen") == "1 of 6; seeds 1, 2, 3, 4, 5 missing"
+
+
+def _sweep_entry(trial_id: str, alpha: float, status: str) -> dict:
+    definition = {"id": trial_id, "algorithm": "td3bc", "dataset": "d4rl/hopper-medium-v2",
+                  "dataset_label": "hopper-medium-v2", "hyperparameters": {"alpha": alpha},
+                  "algorithm_config": {"alpha": alpha}, "train": {"steps": 1000}, "seeds": [0, 1, 2]}
+    return {"algorithm": "td3bc", "dataset": definition["dataset"], "hyperparameters": definition["hyperparameters"],
+            "seeds": [0, 1, 2], "run_dir": f"trials/{trial_id}", "status": status, "definition": definition}
+
+
+def test_a_sweeps_seeds_count_in_n_even_before_they_start(tmp_path):
+    """N comes from sweep.json: a trial not started yet shows as 0 of 3; an attempt the sweep moved
+    aside (trials/<id>/stale/) is not counted twice."""
+    sweep = tmp_path / "sweep"
+    started, pending = _sweep_entry("td3bc-a", 2.5, "interrupted"), _sweep_entry("td3bc-b", 10.0, "pending")
+    (sweep / "trials" / "td3bc-a").mkdir(parents=True)
+    (sweep / "sweep.json").write_text(json.dumps({"trials": {"td3bc-a": started, "td3bc-b": pending}}))
+    (sweep / "trials" / "td3bc-a" / "trial.json").write_text(json.dumps(
+        {"trial": started["definition"], "status": "interrupted"}))
+    for seed, score in ((0, 60.0), (1, 62.0)):
+        write_run(sweep / "trials" / "td3bc-a" / f"seed_{seed}", "td3bc", "hopper-medium", seed, score,
+                  algorithm_config={"alpha": 2.5}, argument="d4rl/hopper-medium-v2")
+    write_run(sweep / "trials" / "td3bc-a" / "stale" / "attempt-1" / "seed_0", "td3bc", "hopper-medium", 0, 99.0,
+              algorithm_config={"alpha": 2.5}, argument="d4rl/hopper-medium-v2")
+    results = collect_runs(sweep)
+    assert results.labels == ["td3bc (alpha=2.5)"] and results.table_labels == ["td3bc (alpha=2.5)", "td3bc (alpha=10)"]
+    assert [(s.label, s.seed, s.reason) for s in results.missing_seeds] == [
+        ("td3bc (alpha=2.5)", 2, "no run directory: the trial's status is 'interrupted'"),
+        *[("td3bc (alpha=10)", seed, "not started: the sweep has not run this trial yet") for seed in range(3)]]
+    write_report(sweep, formats="md", reps=REPS)
+    text = (sweep / "report.md").read_text()
+    header, *rows = markdown_table(text, "Final score")
+    assert rows == [["hopper-medium", "61.0 ± 1.4 (2 of 3; seed 2 missing)", "– (0 of 3; seeds 0, 1, 2 missing)"]]
+    assert "Earlier attempts that a sweep moved aside under" in text
+    # pointed at one trial, only that trial's seeds are expected
+    assert collect_runs(sweep / "trials" / "td3bc-a").count_text("td3bc", "hopper-medium") == "2 of 3; seed 2 missing"
+
+
 # ------------------------------------------------------------------------------ compare
 def _seeds(root: Path, algorithm: str, scores, dataset: str = "hopper-medium") -> Path:
     for seed, score in enumerate(scores):
@@ -235,7 +372,8 @@ def test_compare_finds_the_better_set_of_runs(tmp_path, capsys):
     b = _seeds(tmp_path / "b", "iql", [50.0, 55.0, 52.0, 51.0, 54.0, 53.0])
     assert main(["compare", str(a), str(b), "--bootstrap", "500"]) == 0
     out = capsys.readouterr().out
-    assert "seed 0: 70.0, seed 1: 72.0" in out and "(n=6)" in out
+    assert "seed 0: 70.0, seed 1: 72.0" in out and "(6 of 6)" in out
+    assert f"A: {a}  (td3bc, 6 of 6 seeds counted)" in out
     assert "probability of improvement P(A > B): 1.00" in out
     assert "verdict: A is better (P(A > B) = 1.00" in out
     difference = np.mean([70, 72, 75, 71, 74, 73]) - np.mean([50, 55, 52, 51, 54, 53])

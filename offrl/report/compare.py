@@ -16,7 +16,7 @@ import numpy as np
 
 from offrl.errors import ConfigError
 from offrl.report import stats
-from offrl.report.results import NORMALIZED, RETURN, Results, collect_runs
+from offrl.report.results import NORMALIZED, RETURN, Results, Run, collect_runs, count_text, seed_name
 
 MIN_SEEDS = 3  # below this, bootstrap intervals from so few runs are not to be trusted
 SIGNIFICANCE = 0.05  # two-sided level of the permutation test behind "is better"
@@ -31,6 +31,17 @@ class Side:
     def label(self) -> str:
         return self.results.labels[0]
 
+    def summary(self) -> str:
+        """'td3bc, 2 of 3 seeds counted, 1 diverged (counted at its last valid evaluation), 1 missing'."""
+        runs, missing = self.results.runs, self.results.missing_seeds
+        text = f"{self.label}, {len(runs)} of {len(runs) + len(missing)} seed{'s' if len(runs) + len(missing) != 1 else ''} counted"
+        diverged = [run for run in runs if run.diverged]
+        if diverged:
+            text += f", {len(diverged)} diverged (counted at {'its' if len(diverged) == 1 else 'their'} last valid evaluation)"
+        if missing:
+            text += f", {len(missing)} missing (not counted)"
+        return text
+
 
 @dataclass
 class Comparison:
@@ -42,6 +53,8 @@ class Comparison:
     b_scores: list[np.ndarray]
     a_seeds: list[list]
     b_seeds: list[list]
+    a_runs: list[list[Run]]
+    b_runs: list[list[Run]]
     difference: stats.Interval  # mean(A) - mean(B), runs pooled over the shared datasets
     improvement: stats.Interval  # P(A > B)
     p_value: float
@@ -114,27 +127,37 @@ def compare_runs(path_a: str | Path, path_b: str | Path, reps: int = 2000, seed:
         warnings.append("Some datasets are scored by return and others by normalised score; the mean difference "
                         "mixes the two scales (P(A > B) does not: it compares ranks within each dataset).")
     for name, side in (("A", a), ("B", b)):
-        if side.results.skipped:
-            warnings.append(f"{name}: {len(side.results.skipped)} run directories skipped (not finished or unreadable).")
+        for item in side.results.skipped:
+            if not (item.placed and item.label == side.label and item.dataset in shared):  # those are listed per dataset
+                where = f" on '{item.dataset}'" if item.dataset else ""
+                warnings.append(f"{name}: {item.path} is not counted{where}: {item.reason}.")
     return Comparison(a, b, shared, kinds, a_scores, b_scores,
                       [[r.seed for r in runs] for runs in a_runs], [[r.seed for r in runs] for runs in b_runs],
-                      difference, improvement, p_value, verdict, warnings)
+                      a_runs, b_runs, difference, improvement, p_value, verdict, warnings)
+
+
+def _score(run: Run, value: float) -> str:
+    text = f"{seed_name(run.seed)}: {value:.1f}"
+    if run.diverged:
+        text += f" (diverged at step {run.diverged_at}; its last evaluation, step {run.final_step})"
+    return text
 
 
 def format_comparison(comparison: Comparison) -> str:
     lines = []
-    for name, side, scores in (("A", comparison.a, comparison.a_scores), ("B", comparison.b, comparison.b_scores)):
-        seeds = sum(values.size for values in scores)
-        lines.append(f"{name}: {side.path}  ({side.label}, {seeds} run{'s' if seeds != 1 else ''})")
+    for name, side in (("A", comparison.a), ("B", comparison.b)):
+        lines.append(f"{name}: {side.path}  ({side.summary()})")
     for index, (dataset, kind) in enumerate(zip(comparison.datasets, comparison.kinds)):
         lines.append("")
         lines.append(f"{dataset}: final {kind} per seed")
-        for name, scores, seeds in (("A", comparison.a_scores, comparison.a_seeds),
-                                    ("B", comparison.b_scores, comparison.b_seeds)):
-            values = scores[index]
-            per_seed = ", ".join(f"seed {s}: {v:.1f}" for s, v in zip(seeds[index], values))
+        for name, side, scores, runs in (("A", comparison.a, comparison.a_scores, comparison.a_runs),
+                                         ("B", comparison.b, comparison.b_scores, comparison.b_runs)):
+            values, cell = scores[index], runs[index]
+            missing = side.results.missing(side.label, dataset)
+            per_seed = ", ".join(_score(run, value) for run, value in zip(cell, values))
             spread = f" ± {np.std(values, ddof=1):.1f}" if values.size > 1 else ""
-            lines.append(f"  {name}  mean {values.mean():.1f}{spread} (n={values.size})   {per_seed}")
+            lines.append(f"  {name}  mean {values.mean():.1f}{spread} ({count_text(cell, missing)})   {per_seed}")
+            lines += [f"     {name} missing {seed_name(item.seed)} ({item.path}): {item.reason}" for item in missing]
     lines.append("")
     d, p = comparison.difference, comparison.improvement
     lines.append(f"difference of means A − B: {d.point:.1f}  95% CI [{d.low:.1f}, {d.high:.1f}] (stratified bootstrap)")

@@ -67,16 +67,20 @@ class Report:
 
 
 # ------------------------------------------------------------------------ formatting
-def _mean_std(values: np.ndarray) -> str:
-    """'mean ± sample std (n)'; the std needs two seeds."""
+def _mean_std(values: np.ndarray, count: str) -> str:
+    """'mean ± sample std (n of N; ...)'; the std needs two seeds."""
     if values.size == 0:
-        return "–"
+        return f"– ({count})"
     spread = f"{np.std(values, ddof=1):.1f}" if values.size > 1 else "–"
-    return f"{np.mean(values):.1f} ± {spread} ({values.size})"
+    return f"{np.mean(values):.1f} ± {spread} ({count})"
 
 
 def _ci(interval: stats.Interval, digits: int = 1) -> str:
     return interval.format(digits)
+
+
+def _seed_cell(seed) -> str:
+    return "?" if seed is None else str(seed)
 
 
 def _seeds(seeds: Sequence) -> str:
@@ -114,37 +118,55 @@ def build_report(results: Results, reps: int = 2000, seed: int = 0) -> Report:
     # 1. what was found
     add(Heading(2, "What was found"))
     all_steps = {run.steps for run in results.runs}
+    missing, diverged, unplaced = results.missing_seeds, results.diverged, results.unplaced
     found = [
-        f"{_count(len(results.runs), 'finished run', 'finished runs')} of "
+        f"{_count(len(results.runs), 'counted run', 'counted runs')} of "
         f"{_count(len(labels), 'algorithm configuration', 'algorithm configurations')} ({', '.join(labels)}) "
         f"on {_count(len(datasets), 'dataset', 'datasets')} ({', '.join(datasets)}).",
-        f"{_count(len(results.skipped), 'run directory', 'run directories')} skipped (not finished or unreadable; "
-        "listed below)."
-        if results.skipped else "No run directory was skipped.",
+        (f"{_count(len(diverged), 'seed', 'seeds')} diverged and {'counts' if len(diverged) == 1 else 'count'} "
+         "at its last valid evaluation before it diverged (listed below)." if diverged else "No seed diverged."),
+        (f"{_count(len(missing), 'seed is', 'seeds are')} missing and not counted (listed below with the reason)."
+         if missing else "No seed is missing."),
         f"Training budget: {_budget(all_steps)} gradient updates per run"
         + ("." if len(all_steps) == 1 else " (it differs between runs; see the table)."),
     ]
+    if unplaced:
+        found.insert(3, f"{_count(len(unplaced), 'other run directory', 'other run directories')} not counted "
+                        "(unreadable, or not offline training runs; listed below).")
     for dataset in datasets:
         found.append(f"'{dataset}' is scored by {results.score_kind(dataset)}.")
     add(Bullets(found + results.notes))
-    rows = []
-    for dataset in datasets:
-        for label in labels:
+    rows, thin = [], []
+    for dataset in results.table_datasets:
+        for label in results.table_labels:
             cell = results.cell(label, dataset)
-            if not cell:
+            if not cell and not results.missing(label, dataset):
                 continue
             speeds = [r.updates_per_second for r in cell if r.updates_per_second]
-            rows.append([dataset, label, str(len(cell)), _seeds([r.seed for r in cell]),
+            seeds = _seeds([r.seed for r in cell]) or "–"
+            rows.append([dataset, label, f"{len(cell)} of {results.expected(label, dataset)}", seeds,
                          _budget({r.steps for r in cell}), f"{np.median(speeds):,.0f}" if speeds else "–"])
-    add(Table(["dataset", "algorithm", "runs", "seeds", "updates per run", "median updates/s"], rows))
-    thin = sorted({f"{row[1]} on '{row[0]}'" for row in rows if int(row[2]) < 3})
+            if len(cell) < 3:
+                thin.append(f"{label} on '{dataset}'")
+    add(Table(["dataset", "algorithm", "seeds counted", "counted seeds", "updates per run", "median updates/s"], rows))
     if thin:
-        add(Paragraph(f"Fewer than 3 seeds (intervals from so few runs are unreliable): {'; '.join(thin)}."))
-    if results.skipped:
-        add(Heading(3, "Skipped runs"))
-        add(Table(["run directory", "reason"], [[_relative(s.path, results.root), s.reason] for s in results.skipped]))
+        add(Paragraph(f"Fewer than 3 seeds counted (intervals from so few runs are unreliable): {'; '.join(sorted(thin))}."))
+    if diverged:
+        add(Heading(3, "Diverged seeds (counted at their last valid evaluation)"))
+        add(Table(["dataset", "algorithm", "seed", "diverged at step", "counted evaluation at step", "run directory"],
+                  [[r.dataset, r.label, _seed_cell(r.seed), str(r.diverged_at), str(r.final_step),
+                    _relative(r.path, results.root)] for r in diverged]))
+    if missing:
+        add(Heading(3, "Missing seeds"))
+        add(Paragraph("Seeds that were asked for or found but are not counted in any mean, and why."))
+        add(Table(["dataset", "algorithm", "seed", "run directory", "reason"],
+                  [[s.dataset, s.label, _seed_cell(s.seed), _relative(s.path, results.root), s.reason] for s in missing]))
+    if unplaced:
+        add(Heading(3, "Other run directories not counted"))
+        add(Table(["run directory", "reason"], [[_relative(s.path, results.root), s.reason] for s in unplaced]))
 
     # 2. D4RL-style tables
+    table_labels = results.table_labels
     for which, title, explanation in (
         ("final", "Final score", "the score at the last evaluation of each run (what a deployed agent gets)"),
         ("best", "Best score (optimistic)",
@@ -152,14 +174,18 @@ def build_report(results: Results, reps: int = 2000, seed: int = 0) -> Report:
          "measured on, so it is biased upwards; do not compare it with others' final scores"),
     ):
         add(Heading(2, title))
-        add(Paragraph(f"{explanation[0].upper()}{explanation[1:]}. Cells: mean ± sample standard deviation over "
-                      "seeds (number of seeds). Rows are datasets, scored by normalised score "
-                      "(100 × (return − random) / (expert − random)) unless marked (return)."))
+        add(Paragraph(f"{explanation[0].upper()}{explanation[1:]}. Cells: mean ± sample standard deviation over the "
+                      "counted seeds (n of N seeds: N counts every seed asked for or found; a diverged seed counts at "
+                      "its last valid evaluation and is named; missing seeds are listed under 'Missing seeds'). Rows "
+                      "are datasets, scored by normalised score (100 × (return − random) / (expert − random)) unless "
+                      "marked (return)."))
         rows = []
-        for dataset in datasets:
-            marker = "" if results.score_kind(dataset) == NORMALIZED else " (return)"
-            rows.append([dataset + marker] + [_mean_std(results.scores(label, dataset, which)) for label in labels])
-        add(Table(["dataset"] + labels, rows))
+        for dataset in results.table_datasets:
+            marker = " (return)" if dataset in datasets and results.score_kind(dataset) != NORMALIZED else ""
+            rows.append([dataset + marker] + [
+                _mean_std(results.scores(label, dataset, which), results.count_text(label, dataset, which))
+                if results.expected(label, dataset) else "–" for label in table_labels])
+        add(Table(["dataset"] + table_labels, rows))
 
     # 3. aggregates over tasks
     add(Heading(2, "Aggregate over tasks"))

@@ -4,6 +4,14 @@ A run directory holds config.json, summary.json and eval.jsonl (offrl/train/run_
 is a dataset; an algorithm's runs on a task are its seeds. Runs of one algorithm whose
 configurations differ inside one (algorithm, dataset) cell (a sweep) get distinct labels: the
 algorithm name plus the fields that differ, so they are never pooled silently.
+
+Every seed is accounted for, so that no mean silently leaves one out. A cell's expected seeds
+(its N) are the seeds a sweep asked for (sweep.json, trial.json) plus every seed directory or run
+directory of that configuration found. Each is either counted (a `Run`) or missing (a `Skipped`
+placed in its cell, with the reason). A finished seed counts with its final evaluation; a seed
+that diverged (offrl/train/divergence.py) counts with its last valid evaluation before it
+diverged, marked as such; a seed that did not finish (killed, interrupted, failed, never
+started, diverged before any evaluation) is missing.
 """
 
 from __future__ import annotations
@@ -47,6 +55,12 @@ class Run:
     identity: dict[str, Any]  # what distinguishes configurations: algorithm_config and the budget
     curve: list[dict[str, Any]]  # eval.jsonl records
     label: str = ""
+    diverged_at: int | None = None  # a diverged seed: the step it diverged by; it counts at final_step, its last valid evaluation
+    dataset_argument: str | None = None  # the dataset as given to `offrl train` (to place a sweep's unstarted trials)
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
 
     @property
     def normalized(self) -> bool:
@@ -70,28 +84,100 @@ class Run:
 
 @dataclass
 class Skipped:
+    """A run directory (or a seed a sweep asked for) that does not count, and why. When its
+    configuration is known (config.json, its sibling seeds, or the sweep's record) it is placed:
+    a missing seed of the cell (label, dataset)."""
+
     path: Path
     reason: str
+    algorithm: str | None = None
+    dataset: str | None = None
+    seed: int | None = None
+    identity: dict[str, Any] | None = None
+    label: str = ""
+    dataset_argument: str | None = None
+
+    @property
+    def placed(self) -> bool:
+        return self.algorithm is not None and self.dataset is not None and self.identity is not None
+
+
+def _seed_order(item: Run | Skipped) -> tuple:
+    return (item.seed is None, item.seed if item.seed is not None else 0, str(item.path))
+
+
+def seed_name(seed: int | None) -> str:
+    return f"seed {seed}" if seed is not None else "a run without a recorded seed"
+
+
+def _steps_phrase(run: Run, which: str) -> str:
+    counted = (f"at its last evaluation (step {run.final_step})" if which == "final"
+               else f"with its evaluations up to step {run.final_step}")
+    return f"{seed_name(run.seed)} diverged at step {run.diverged_at}, counted {counted}"
+
+
+def count_text(runs: list[Run], missing: list[Skipped], which: str = "final") -> str:
+    """'n of N seeds' for a cell, with its diverged seeds (counted) and missing seeds (not counted)
+    named: '3 of 4; seed 2 diverged at step 400, counted at its last evaluation (step 200); seed 3 missing'."""
+    parts = [f"{len(runs)} of {len(runs) + len(missing)}"]
+    parts += [_steps_phrase(run, which) for run in runs if run.diverged]
+    if missing:
+        seeds = [str(s.seed) if s.seed is not None else "?" for s in missing]
+        parts.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)} missing")
+    return "; ".join(parts)
 
 
 @dataclass
 class Results:
     root: Path
-    runs: list[Run]  # finished runs with a final score
-    skipped: list[Skipped]
+    runs: list[Run]  # counted runs: finished ones, and diverged ones at their last valid evaluation
+    skipped: list[Skipped]  # not counted: placed ones are missing seeds of a cell
     notes: list[str] = field(default_factory=list)  # warnings for the reader of a report
 
     @property
     def labels(self) -> list[str]:
+        """Configurations with at least one counted run (those the statistics compare)."""
         return sorted({run.label for run in self.runs}, key=natural_key)
 
     @property
     def datasets(self) -> list[str]:
         return sorted({run.dataset for run in self.runs})
 
+    @property
+    def table_labels(self) -> list[str]:
+        """Every configuration seen, counted or not (a column of the score tables)."""
+        return sorted({run.label for run in self.runs} | {s.label for s in self.skipped if s.placed}, key=natural_key)
+
+    @property
+    def table_datasets(self) -> list[str]:
+        return sorted({run.dataset for run in self.runs} | {s.dataset for s in self.skipped if s.placed})
+
+    @property
+    def missing_seeds(self) -> list[Skipped]:
+        return sorted((s for s in self.skipped if s.placed), key=lambda s: (s.dataset, natural_key(s.label), _seed_order(s)))
+
+    @property
+    def unplaced(self) -> list[Skipped]:
+        """Skipped directories that belong to no cell (unreadable, or not offline training runs)."""
+        return [s for s in self.skipped if not s.placed]
+
+    @property
+    def diverged(self) -> list[Run]:
+        return sorted((r for r in self.runs if r.diverged), key=lambda r: (r.dataset, natural_key(r.label), _seed_order(r)))
+
     def cell(self, label: str, dataset: str) -> list[Run]:
-        return sorted((r for r in self.runs if r.label == label and r.dataset == dataset),
-                      key=lambda r: (r.seed is None, r.seed if r.seed is not None else 0, str(r.path)))
+        return sorted((r for r in self.runs if r.label == label and r.dataset == dataset), key=_seed_order)
+
+    def missing(self, label: str, dataset: str) -> list[Skipped]:
+        """The cell's expected seeds that do not count, each with its reason."""
+        return sorted((s for s in self.skipped if s.placed and s.label == label and s.dataset == dataset), key=_seed_order)
+
+    def expected(self, label: str, dataset: str) -> int:
+        """N: the cell's seeds, counted or not."""
+        return len(self.cell(label, dataset)) + len(self.missing(label, dataset))
+
+    def count_text(self, label: str, dataset: str, which: str = "final") -> str:
+        return count_text(self.cell(label, dataset), self.missing(label, dataset), which)
 
     def score_kind(self, dataset: str) -> str:
         """Normalised scores when every run on the dataset has one, else returns."""
@@ -126,7 +212,8 @@ def _read_json(path: Path) -> tuple[Any, str | None]:
         return None, f"{path.name} is not valid JSON ({error.msg})"
 
 
-def _read_evals(path: Path) -> list[dict[str, Any]]:
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of metrics.jsonl or eval.jsonl, up to a last line cut short by a kill."""
     records = []
     if not path.is_file():
         return records
@@ -140,6 +227,12 @@ def _read_evals(path: Path) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+
+def _step(record: dict[str, Any]) -> int | None:
+    step = record.get("step")
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def _dataset_name(config: dict[str, Any]) -> str:
@@ -160,34 +253,103 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def _short(text: Any, limit: int = 160) -> str:
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _progress(path: Path, budget: Any) -> tuple[str, str]:
+    """Where a run that did not finish got to ('at step 400 of 1000') and its last evaluation."""
+    logged = [step for name in ("metrics.jsonl", "eval.jsonl") for step in map(_step, _read_records(path / name))
+              if step is not None]
+    of = f" of {budget}" if isinstance(budget, int) else ""
+    where = f"at step {max(logged)}{of}" if logged else "before its first logged step"
+    evaluated = [step for step in map(_step, _read_records(path / "eval.jsonl")) if step is not None]
+    evaluation = f"last evaluation at step {evaluated[-1]} (not counted)" if evaluated else "no evaluation yet"
+    return where, evaluation
+
+
+def _unfinished_reason(path: Path, summary: dict[str, Any] | None, problem: str | None, budget: Any) -> str:
+    """Why a run does not count: 'not finished: status 'running' (killed, or still training), at
+    step 400 of 1000; last evaluation at step 200 (not counted)'."""
+    where, evaluation = _progress(path, budget)
+    if summary is None:
+        return f"{problem}, {where}; {evaluation}"
+    status = summary.get("status", "no status")
+    what = f"not finished: status '{status}'"
+    if status == "running":
+        what += " (killed, or still training)"
+    elif summary.get("error"):
+        what += f" ({_short(summary['error'])})"
+    return f"{what}, {where}; {evaluation}"
+
+
+def _valid_evaluations(curve: list[dict[str, Any]], before: Any = None) -> list[dict[str, Any]]:
+    """Evaluations with a step and a finite return (up to step `before` when given)."""
+    return [r for r in curve if _step(r) is not None and _number(r.get("return_mean")) is not None
+            and (not isinstance(before, int) or r["step"] <= before)]
+
+
+def _diverged_run(path: Path, summary: dict[str, Any], place: dict[str, Any], budget: Any) -> Run | Skipped:
+    """A diverged seed counts with its last valid evaluation before it diverged (and its best
+    among those); with no evaluation yet it is missing."""
+    divergence = summary.get("divergence") if isinstance(summary.get("divergence"), dict) else {}
+    step = _step(divergence)
+    evals = _valid_evaluations(_read_records(path / "eval.jsonl"), divergence.get("after_step"))
+    if not evals:
+        where = f"at step {step}" if step is not None else _progress(path, budget)[0]
+        return Skipped(path, f"diverged {where} before any evaluation", **place)
+    normalized = all(_number(r.get("normalized_score")) is not None for r in evals)
+    key = "normalized_score" if normalized else "return_mean"
+    last, best = evals[-1], max(evals, key=lambda record: record[key])
+    return Run(
+        path=path, steps=budget,
+        final_normalized_score=_number(last.get("normalized_score")) if normalized else None,
+        best_normalized_score=_number(best.get("normalized_score")) if normalized else None,
+        final_return=float(last["return_mean"]), best_return=float(best["return_mean"]),
+        final_step=last["step"], best_step=best["step"], updates_per_second=None, curve=evals,
+        diverged_at=step if step is not None else last["step"], **place,
+    )
+
+
 def read_run(path: Path) -> Run | Skipped:
-    """One run directory as a Run, or Skipped with the reason it cannot count."""
+    """One run directory as a Run (finished, or diverged and counted at its last valid
+    evaluation), or Skipped with the reason it cannot count."""
     config, problem = _read_json(path / "config.json")
     if problem is None and not isinstance(config, dict):
         problem = "config.json is not a JSON object"
     if problem:
-        return Skipped(path, problem)
+        return Skipped(path, problem, seed=_seed_of_directory(path))
     if config.get("kind") not in (None, "offline"):
         # offline-to-online runs report scores before/after fine-tuning, not a final offline score
         return Skipped(path, f"a '{config.get('kind')}' run, not an offline training run")
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    algorithm_config = config.get("algorithm_config") if isinstance(config.get("algorithm_config"), dict) else {}
+    reference = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
+    seed = train.get("seed")
+    place = {
+        "algorithm": str(config.get("algorithm", "unknown algorithm")),
+        "dataset": _dataset_name(config),
+        "seed": seed if isinstance(seed, int) else _seed_of_directory(path),
+        "identity": {**algorithm_config, "steps": train.get("steps")},
+        "dataset_argument": reference.get("argument"),
+    }
+    budget = train.get("steps")
     summary, problem = _read_json(path / "summary.json")
     if problem is None and not isinstance(summary, dict):
         problem = "summary.json is not a JSON object"
     if problem:
-        return Skipped(path, problem)
+        return Skipped(path, _unfinished_reason(path, None, problem, budget), **place)
     status = summary.get("status", "no status")
+    if status == "diverged":
+        return _diverged_run(path, summary, place, budget)
     if status != "finished":
-        return Skipped(path, f"status '{status}'")
+        return Skipped(path, _unfinished_reason(path, summary, None, budget), **place)
     final_return = _number(summary.get("final_return"))
     if final_return is None:
-        return Skipped(path, "summary.json has no finite final_return")
-    train = config.get("train") if isinstance(config.get("train"), dict) else {}
-    algorithm_config = config.get("algorithm_config") if isinstance(config.get("algorithm_config"), dict) else {}
+        return Skipped(path, "summary.json has no finite final_return", **place)
     return Run(
         path=path,
-        algorithm=str(config.get("algorithm", "unknown algorithm")),
-        dataset=_dataset_name(config),
-        seed=train.get("seed"),
         steps=train.get("steps", summary.get("steps")),
         final_normalized_score=_number(summary.get("final_normalized_score")),
         best_normalized_score=_number(summary.get("best_normalized_score")),
@@ -196,22 +358,56 @@ def read_run(path: Path) -> Run | Skipped:
         final_step=summary.get("final_step"),
         best_step=summary.get("best_step"),
         updates_per_second=_number(summary.get("updates_per_second")),
-        identity={**algorithm_config, "steps": train.get("steps")},
-        curve=_read_evals(path / "eval.jsonl"),
+        curve=_read_records(path / "eval.jsonl"),
+        **place,
     )
+
+
+_SEED_DIRECTORY = re.compile(r"seed_(-?\d+)")
+
+
+def _seed_of_directory(path: Path) -> int | None:
+    match = _SEED_DIRECTORY.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
+@dataclass
+class _Tree:
+    runs: list[Path] = field(default_factory=list)  # directories with a config.json
+    empty_seeds: list[Path] = field(default_factory=list)  # seed_<s>/ directories with nothing in them yet
+    trials: list[Path] = field(default_factory=list)  # sweep trial directories (trial.json)
+    sweeps: list[Path] = field(default_factory=list)  # sweep directories (sweep.json)
+    stale: list[Path] = field(default_factory=list)  # earlier attempts a sweep moved aside (not counted)
+
+
+def _walk(root: Path) -> _Tree:
+    tree = _Tree()
+    for directory, subdirectories, files in os.walk(root):
+        path = Path(directory)
+        if "config.json" in files:
+            tree.runs.append(path)
+            subdirectories.clear()
+            continue
+        if _seed_of_directory(path) is not None and set(subdirectories) <= {"checkpoints"}:
+            tree.empty_seeds.append(path)
+            subdirectories.clear()
+            continue
+        if "trial.json" in files:
+            tree.trials.append(path)
+            if "stale" in subdirectories:  # offrl/sweep/trial.py moves a failed attempt's seeds there
+                subdirectories.remove("stale")
+                tree.stale.append(path / "stale")
+        if "sweep.json" in files:
+            tree.sweeps.append(path)
+        subdirectories.sort()
+    tree.runs.sort()
+    return tree
 
 
 def find_run_directories(root: Path) -> list[Path]:
     """Every directory under `root` (itself included) holding a config.json, without looking
-    inside run directories (their checkpoints/)."""
-    found = []
-    for directory, subdirectories, files in os.walk(root):
-        if "config.json" in files:
-            found.append(Path(directory))
-            subdirectories.clear()
-        else:
-            subdirectories.sort()
-    return sorted(found)
+    inside run directories (their checkpoints/) or at the attempts a sweep moved aside."""
+    return _walk(Path(root)).runs
 
 
 def _format_value(value: Any) -> str:
@@ -222,15 +418,16 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def _assign_labels(runs: list[Run]) -> None:
+def _assign_labels(runs: list[Run | Skipped]) -> None:
     """Label each run by its algorithm, plus the configuration fields that differ between runs
-    of that algorithm on the same dataset (then the same fields label it on every dataset)."""
-    by_algorithm: dict[str, list[Run]] = defaultdict(list)
+    of that algorithm on the same dataset (then the same fields label it on every dataset).
+    Missing seeds are labelled with the counted ones, so they land in their configuration's cell."""
+    by_algorithm: dict[str, list[Run | Skipped]] = defaultdict(list)
     for run in runs:
         by_algorithm[run.algorithm].append(run)
     for algorithm, algorithm_runs in by_algorithm.items():
         varying: set[str] = set()
-        cells: dict[str, list[Run]] = defaultdict(list)
+        cells: dict[str, list[Run | Skipped]] = defaultdict(list)
         for run in algorithm_runs:
             cells[run.dataset].append(run)
         for cell in cells.values():
@@ -244,8 +441,78 @@ def _assign_labels(runs: list[Run]) -> None:
                 run.label = algorithm
 
 
+def _place_by_siblings(skipped: list[Skipped], members: list[Run | Skipped]) -> None:
+    """A seed directory with no readable config.json belongs with its sibling seeds when they all
+    share one configuration (a multi-seed group: offrl/train/multi_seed.py)."""
+    by_parent: dict[Path, set[str]] = defaultdict(set)
+    example: dict[Path, Run | Skipped] = {}
+    for member in members:
+        if member.algorithm is not None and member.identity is not None:
+            by_parent[member.path.parent].add(json.dumps([member.algorithm, member.dataset, member.identity], sort_keys=True))
+            example[member.path.parent] = member
+    for item in skipped:
+        if item.placed or item.seed is None or _seed_of_directory(item.path) is None or len(by_parent.get(item.path.parent, ())) != 1:
+            continue
+        sibling = example[item.path.parent]
+        item.algorithm, item.dataset, item.identity = sibling.algorithm, sibling.dataset, dict(sibling.identity)
+        item.dataset_argument = sibling.dataset_argument
+
+
+def _trial_records(root: Path, tree: _Tree) -> dict[Path, tuple[dict[str, Any], str | None, Any]]:
+    """Trial directory -> (trial definition, status, error) for the sweep trials under `root`: from
+    sweep.json (under `root` or above it) and each trial's own trial.json (newer, so it wins)."""
+    trials: dict[Path, tuple[dict[str, Any], str | None, Any]] = {}
+    sweep_dirs = list(tree.sweeps) + [d for d in [root, *root.parents][1:4] if (d / "sweep.json").is_file()]
+    for sweep_dir in sweep_dirs:
+        index, _ = _read_json(sweep_dir / "sweep.json")
+        entries = index.get("trials") if isinstance(index, dict) else None
+        for trial_id, entry in (entries.items() if isinstance(entries, dict) else ()):
+            if not isinstance(entry, dict) or not isinstance(entry.get("definition"), dict):
+                continue
+            directory = sweep_dir / str(entry.get("run_dir") or f"trials/{trial_id}")
+            if directory == root or root in directory.parents:
+                trials[directory] = (entry["definition"], entry.get("status"), entry.get("error"))
+    for directory in tree.trials:
+        record, _ = _read_json(directory / "trial.json")
+        if isinstance(record, dict) and isinstance(record.get("trial"), dict):
+            trials[directory] = (record["trial"], record.get("status"), record.get("error"))
+    return trials
+
+
+def _missing_trial_seeds(root: Path, tree: _Tree, members: list[Run | Skipped]) -> list[Skipped]:
+    """The seeds a sweep asked for that have no directory at all (a trial not started yet, or one
+    that failed before its seeds were created)."""
+    present = {member.path for member in members}
+    names = {m.dataset_argument: m.dataset for m in members if m.dataset_argument and m.dataset}
+    missing = []
+    for directory, (trial, status, error) in sorted(_trial_records(root, tree).items()):
+        seeds = trial.get("seeds")
+        if not isinstance(seeds, list):
+            continue
+        if status in (None, "pending"):
+            reason = "not started: the sweep has not run this trial yet"
+        else:
+            reason = f"no run directory: the trial's status is '{status}'" + (f" ({_short(error)})" if error else "")
+        algorithm_config = trial.get("algorithm_config")
+        train = trial.get("train") if isinstance(trial.get("train"), dict) else {}
+        argument = trial.get("dataset")
+        for seed in seeds:
+            path = directory / f"seed_{seed}"
+            if path in present:
+                continue
+            item = Skipped(path, reason, seed=seed if isinstance(seed, int) else None, dataset_argument=argument)
+            if isinstance(algorithm_config, dict) and trial.get("algorithm"):
+                item.algorithm = str(trial["algorithm"])
+                item.dataset = names.get(argument) or str(trial.get("dataset_label") or argument)
+                item.identity = {**algorithm_config, "steps": train.get("steps")}
+            missing.append(item)
+    _place_by_siblings(missing, members)  # a trial's own seeds know their dataset's name best
+    return missing
+
+
 def collect_runs(root: str | Path) -> Results:
-    """All run directories under `root`: finished ones as runs, the others as skipped."""
+    """All run directories under `root`, and every seed a sweep asked for: counted ones (finished,
+    or diverged at their last valid evaluation) as runs, the others as skipped, with the reason."""
     root = Path(root)
     if not root.exists():
         raise ConfigError(
@@ -254,18 +521,24 @@ def collect_runs(root: str | Path) -> Results:
         )
     if not root.is_dir():
         raise ConfigError(f"'{root}' is not a directory; expected a results directory or a run directory.")
+    tree = _walk(root)
     runs, skipped = [], []
-    for path in find_run_directories(root):
+    for path in tree.runs:
         record = read_run(path)
         (runs if isinstance(record, Run) else skipped).append(record)
+    skipped += [Skipped(path, "an empty seed directory: the seed never started", seed=_seed_of_directory(path))
+                for path in tree.empty_seeds]
+    _place_by_siblings(skipped, runs + skipped)
+    skipped += _missing_trial_seeds(root, tree, runs + skipped)
     if not runs and not skipped:
         raise ConfigError(
             f"No run directories found under '{root}'; expected at least one directory with config.json and "
             "summary.json (written by `offrl train`)."
         )
-    _assign_labels(runs)
+    _assign_labels(runs + [item for item in skipped if item.placed])
     results = Results(root=root, runs=runs, skipped=skipped)
     results.notes.extend(_notes(results))
+    results.notes.extend(f"Earlier attempts that a sweep moved aside under '{path}' are not counted." for path in tree.stale)
     return results
 
 
