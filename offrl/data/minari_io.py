@@ -336,6 +336,7 @@ def write_minari(
 
 
 def _check_target(final: Path, dataset_id: str, overwrite: bool) -> None:
+    """Refuse an existing dataset unless `overwrite`, and anything at `final` that is not a dataset."""
     if not (final.exists() or final.is_symlink()):
         return
     if not overwrite:
@@ -343,31 +344,62 @@ def _check_target(final: Path, dataset_id: str, overwrite: bool) -> None:
             f"Minari dataset '{dataset_id}' already exists at '{final}'; expected a new dataset id "
             "(or overwrite=True to replace it)."
         )
-    if not (final / "data").is_dir():
+    if not (final / "data").is_dir() and (final.exists() or final.is_symlink()):  # not merely moved away meanwhile
         raise DatasetError(
             f"'{final}' exists but is not a Minari dataset directory; refusing to replace it with "
             f"dataset '{dataset_id}'."
         )
 
 
+_INSTALL_ATTEMPTS = 20  # rounds against writers that keep replacing the same dataset concurrently
+
+
 def _install(temp: Path, final: Path, dataset_id: str, overwrite: bool) -> None:
+    """Rename the finished `temp` to `final`. Another writer may create, replace or move `final`
+    at any moment: the loser of a race gets the one-sentence DatasetError ("already exists"),
+    or, with `overwrite`, replaces the winner's dataset; never a bare OSError. An old dataset is
+    moved aside (renamed) before ours goes in and deleted once ours is in place."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    old = None
-    if final.exists() or final.is_symlink():
-        _check_target(final, dataset_id, overwrite)
-        old = temp.parent / f"{_TEMP_PREFIX}old-{uuid.uuid4().hex}"
-        os.rename(final, old)
+    set_aside: list[Path] = []
+    installed = False
     try:
-        os.rename(temp, final)
-    except OSError as error:
-        if old is not None:
-            os.rename(old, final)
+        for _ in range(_INSTALL_ATTEMPTS):
+            try:
+                os.rename(temp, final)  # atomic; fails if `final` is a non-empty directory or a file
+                installed = True
+                return
+            except OSError as error:
+                if not (final.exists() or final.is_symlink()):
+                    if not temp.is_dir():
+                        raise DatasetError(
+                            f"Minari dataset '{dataset_id}' could not be moved into place at '{final}' "
+                            f"({error}); expected its temporary copy '{temp}' to still exist."
+                        ) from error
+                    continue  # moved away meanwhile: try again
+            _check_target(final, dataset_id, overwrite)  # "already exists" unless overwrite
+            old = temp.parent / f"{_TEMP_PREFIX}old-{uuid.uuid4().hex}"
+            try:
+                os.rename(final, old)
+            except FileNotFoundError:
+                continue  # another writer moved it first: try again
+            except OSError as error:
+                raise DatasetError(
+                    f"Minari dataset '{dataset_id}' at '{final}' could not be replaced ({error}); "
+                    "expected a directory offrl may rename."
+                ) from error
+            set_aside.append(old)
         raise DatasetError(
-            f"Minari dataset '{dataset_id}' could not be moved into place at '{final}' ({error}); "
-            "expected the path to be free (another writer may have created it)."
-        ) from error
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            f"Minari dataset '{dataset_id}' could not be moved into place at '{final}': other writers "
+            f"replaced it {_INSTALL_ATTEMPTS} times meanwhile; expected one writer per dataset id."
+        )
+    finally:
+        if set_aside and not installed and not (final.exists() or final.is_symlink()):
+            try:  # ours is not in place and nobody else's is: put the newest old dataset back
+                os.rename(set_aside.pop(), final)
+            except OSError:
+                pass
+        for old in set_aside:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _ensure_namespaces(root: Path, dataset_id: str) -> None:
