@@ -1,13 +1,11 @@
 """Sweeps: spec validation and expansion, the local executor with a failing and a killed trial,
-resuming, refusing a changed spec, selection, and `offrl bench`."""
+resuming (the killed trial ends equal to an uninterrupted one), refusing a changed spec,
+selection, and `offrl bench`."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import threading
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,11 @@ from conftest import make_random_dataset
 from offrl.data.dataset import DatasetMetadata
 from offrl.errors import ConfigError
 
-TRAIN = {"steps": 1000, "eval_every": 500, "log_every": 100, "checkpoint_every": 100, "eval_episodes": 1}
+sys.path.insert(0, str(Path(__file__).parent / "reliability"))
+from reliability_helpers import assert_same_run  # noqa: E402
+
+TRAIN = {"steps": 600, "eval_every": 300, "log_every": 100, "checkpoint_every": 100, "eval_episodes": 1}
+STALL_STEP = 300  # the killed trial dies at its step-400 metrics line, just after its step-300 checkpoint
 
 
 def pendulum_shaped_npz(path: Path) -> Path:
@@ -191,9 +193,39 @@ def read_events(sweep_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines()]
 
 
-def checkpointed(trial_dir: Path, seeds=(0, 1)) -> bool:
-    """Every seed of the trial has written a checkpoint (the seeds resume from one they share)."""
-    return all(list(trial_dir.glob(f"seed_{seed}/checkpoints/step_*")) for seed in seeds)
+def stall_trial(monkeypatch, trial_id: str) -> None:
+    """Make trial `trial_id` kill itself (SIGKILL) just after its STALL_STEP checkpoint, on its first
+    attempt only: the deterministic stall point of offrl.sweep.trial, instead of a timed kill."""
+    from offrl.sweep.trial import STALL_AFTER_STEP_ENV, STALL_TRIAL_ENV
+
+    monkeypatch.setenv(STALL_AFTER_STEP_ENV, str(STALL_STEP))
+    monkeypatch.setenv(STALL_TRIAL_ENV, trial_id)
+
+
+def assert_left_as_killed(trial_dir: Path, seeds=(0, 1)) -> None:
+    """What a kill just after the STALL_STEP checkpoints leaves: everything still says running."""
+    assert json.loads((trial_dir / "trial.json").read_text())["status"] == "running"
+    for seed in seeds:
+        run = trial_dir / f"seed_{seed}"
+        assert json.loads((run / "summary.json").read_text())["status"] == "running"
+        assert sorted(p.name for p in (run / "checkpoints").glob("step_*"))[-1] == f"step_{STALL_STEP:09d}.msgpack"
+
+
+def assert_equals_uninterrupted(sweep_dir: Path, trial_id: str, reference: Path, seeds=(0, 1)) -> None:
+    """The resumed trial equals `trial_id` run uninterrupted into `reference` (offrl.sweep.trial.run_trial
+    in this process): bit-identical metrics, evaluations, scores, final parameters and keys of every
+    seed, and the same validation returns."""
+    from offrl.sweep.trial import run_trial
+
+    index = json.loads((sweep_dir / "sweep.json").read_text())
+    straight = run_trial(index["trials"][trial_id]["definition"], reference, index["spec_hash"])
+    assert straight["status"] == "finished" and not straight["resumed"]
+    resumed = json.loads((sweep_dir / "trials" / trial_id / "trial.json").read_text())
+    assert resumed["resumed"] and resumed["validation"] == straight["validation"]
+    for seed in seeds:
+        run = sweep_dir / "trials" / trial_id / f"seed_{seed}"
+        assert json.loads((run / "summary.json").read_text())["resumed_from_steps"] == [STALL_STEP]
+        assert_same_run(run, reference / f"seed_{seed}")
 
 
 def expected_selection(sweep_dir: Path, trial_ids: list[str]) -> tuple[str, dict[str, float]]:
@@ -207,29 +239,18 @@ def expected_selection(sweep_dir: Path, trial_ids: list[str]) -> tuple[str, dict
     return max(criteria, key=criteria.get), criteria
 
 
-def test_local_sweep_with_failed_and_killed_trials_resumes(tmp_path):
-    from offrl.sweep import run_sweep, select_best
+def test_local_sweep_with_failed_and_killed_trials_resumes(tmp_path, monkeypatch):
+    from offrl.sweep import load_spec, run_sweep, select_best
+    from offrl.sweep.trial import STALL_AFTER_STEP_ENV
 
     pendulum_shaped_npz(tmp_path / "data.npz")
     spec = write_spec(tmp_path / "tiny.yaml", tiny_spec_text("[0, 32, 64]"))
     out = tmp_path / "sweep"
-    outcome: dict = {}
-    runner = threading.Thread(target=lambda: outcome.update(first=run_sweep(spec, out=out, workers=2, echo=None)))
-    runner.start()
-    # Kill the first good trial that writes a checkpoint, like a machine going down mid-run.
-    trials_root = out / "trials"
-    killed = None
-    deadline = time.monotonic() + 300
-    while killed is None and time.monotonic() < deadline and runner.is_alive():
-        for directory in trials_root.glob("*") if trials_root.exists() else []:
-            if checkpointed(directory):
-                os.kill(json.loads((directory / "trial.json").read_text())["pid"], signal.SIGKILL)
-                killed = directory.name
-                break
-        time.sleep(0.02)
-    runner.join(timeout=600)
-    assert killed is not None and not runner.is_alive()
-    first = outcome["first"]
+    # The batch-32 trial is killed just after a checkpoint, like a machine going down mid-run.
+    killed = next(t["id"] for t in load_spec(spec).trials() if t["hyperparameters"]["batch_size"] == 32)
+    stall_trial(monkeypatch, killed)
+    first = run_sweep(spec, out=out, workers=2, echo=None)
+    assert_left_as_killed(out / "trials" / killed)
     index = json.loads((out / "sweep.json").read_text())
     ids = sorted(index["trials"])
     bad = next(i for i in ids if index["trials"][i]["hyperparameters"]["batch_size"] == 0)
@@ -255,11 +276,14 @@ def test_local_sweep_with_failed_and_killed_trials_resumes(tmp_path):
         assert summary["status"] == "finished"
         assert summary["resumed_from_steps"][0] >= TRAIN["checkpoint_every"]  # continued, not restarted
         steps = [json.loads(line)["step"] for line in (run / "eval.jsonl").read_text().splitlines()]
-        assert steps == [500, 1000]
+        assert steps == [300, 600]
         config = json.loads((run / "config.json").read_text())
         assert config["train"]["seed"] == seed and config["algorithm_config"]["batch_size"] in (32, 64)
     for trial_id in ids:
         assert json.loads((out / "trials" / trial_id / "trial.json").read_text())["spec_hash"] == index["spec_hash"]
+    # Exact: the killed and resumed trial equals the same trial run without interruption.
+    monkeypatch.delenv(STALL_AFTER_STEP_ENV)  # else the uninterrupted reference would stall too
+    assert_equals_uninterrupted(out, killed, tmp_path / "reference")
 
     # Selection: the highest mean validation score wins; test scores are reported beside it.
     best, criteria = expected_selection(out, [killed, other])

@@ -15,6 +15,14 @@ Validation rollouts (selection criterion "validation", see offrl.sweep.select): 
 each finished seed's final policy is rolled out for `episodes` episodes on environment seeds
 disjoint from those of the test evaluation, so choosing a configuration never looks at the
 test episodes.
+
+A test hook, off unless its environment variable is set: `OFFRL_TEST_STALL_AFTER_STEP=N` makes
+the first attempt of a trial (of the trial named by `OFFRL_TEST_STALL_TRIAL`, if that is set too)
+kill its own process with SIGKILL at its first metrics line after update N, i.e. just after the
+checkpoint of step N when checkpoints fall on N. The trial is left exactly as a kill leaves it
+(trial.json and the seeds' summaries say running), at a point that does not depend on timing;
+the rerun (attempt 2) is never stopped. tests/test_sweep*.py use it to kill a trial and compare
+its resumed result with an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import inspect
 import os
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -41,6 +50,7 @@ VALIDATION_SEED_BASE = 1_000_000
 VALIDATION_SEED_STRIDE = 1000
 
 EXIT_FINISHED, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_DIVERGED = 0, 1, 2, 3
+STALL_AFTER_STEP_ENV, STALL_TRIAL_ENV = "OFFRL_TEST_STALL_AFTER_STEP", "OFFRL_TEST_STALL_TRIAL"
 
 
 def validation_env_seed(seed: int) -> int:
@@ -178,10 +188,24 @@ def _train_and_validate(trial, directory: Path, dataset, expected_fingerprint, r
     atomic_write_json(directory / TRIAL_RECORD, record)
     keywords = {"resume": True} if resume else {}
     results = train_seeds(algo, algo_config, dataset, train, directory, seeds, dataset_reference=reference,
-                          progress=False, **keywords)
+                          progress=False, on_log=_stall_point(trial["id"], record["attempt"]), **keywords)
     criterion = trial["selection"]["criterion"]
     if criterion == "validation":
         record["validation"] = _validate(results, seeds, dataset, trial["selection"]["episodes"], directory)
+
+
+def _stall_point(trial_id: str, attempt: int):
+    """The test hook of the module docstring: an `on_log` callback that kills this process, or None."""
+    after = os.environ.get(STALL_AFTER_STEP_ENV)
+    if not after or attempt != 1 or os.environ.get(STALL_TRIAL_ENV, trial_id) != trial_id:
+        return None
+    after = int(after)
+
+    def stall(record: dict[str, Any]) -> None:
+        if record["step"] > after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return stall
 
 
 def _prepare_directory(directory: Path, seeds: list[int], record: dict[str, Any]) -> bool:
