@@ -13,6 +13,7 @@ import dataclasses
 import inspect
 import re
 import sys
+import textwrap
 import time
 import typing
 import warnings
@@ -23,6 +24,38 @@ from offrl.errors import ConfigError, OffrlInputError
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+
+
+# ----------------------------------------------------------------------- argparse errors
+class OneSentenceParser(argparse.ArgumentParser):
+    """argparse, but a command-line mistake is one sentence naming the flag or choice and what was
+    expected (exit code 2 through `main`), instead of the usage block and an error line."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError(_usage_sentence(self.prog, message))
+
+
+def _usage_sentence(prog: str, message: str) -> str:
+    """argparse's error `message` as one sentence that says what `prog` expected."""
+    see = f"see `{prog} --help`"
+    if match := re.fullmatch(r"unrecognized arguments: (.*)", message, flags=re.DOTALL):
+        unknown = match.group(1).split()
+        flags = [arg for arg in unknown if arg.startswith("-")] or unknown
+        return (f"Unknown {'flag' if flags[0].startswith('-') else 'argument'}{'s' if len(flags) > 1 else ''} "
+                f"{', '.join(flags)}; expected only the flags the command's --help lists.")
+    if match := re.fullmatch(r"argument (\S+): invalid choice: (.*?) \(choose from (.*)\)", message, flags=re.DOTALL):
+        name, value, choices = match.groups()
+        return f"{name} {value} is not known; expected one of {choices.replace(chr(39), '')} ({see})."
+    if match := re.fullmatch(r"the following arguments are required: (.*)", message, flags=re.DOTALL):
+        return f"`{prog}` is missing {match.group(1)}; expected it on the command line ({see})."
+    if match := re.fullmatch(r"argument (\S+): invalid (\w+) value: (.*)", message, flags=re.DOTALL):
+        flag, kind, value = match.groups()
+        kind = {"int": "an integer", "float": "a number", "str": "a string"}.get(kind, f"a value of type {kind}")
+        return f"{flag} is {value}; expected {kind}."
+    if match := re.fullmatch(r"argument (\S+): (expected .*)", message, flags=re.DOTALL):
+        return f"{match.group(1)} is incomplete; {match.group(2)} ({see})."
+    sentence = " ".join(message.split()).rstrip(".")
+    return f"{sentence[:1].upper()}{sentence[1:]} ({see})."
 
 
 # --------------------------------------------------------------------- dataclass -> flags
@@ -91,6 +124,17 @@ def _resolve_dataset(name_or_path: str, data_dir: str | None, clip_actions: bool
     return resolve_dataset(name_or_path, data_dir=data_dir, clip_actions=clip_actions)
 
 
+def _dataset_label(dataset, argument: str) -> str:
+    return dataset.metadata.name or Path(argument).stem
+
+
+def _default_run_dir(*parts: str) -> Path:
+    """runs/<parts>-<time>, one flat directory: a dataset name's slashes (`mujoco/hopper/medium-v0`,
+    `D4RL/antmaze/umaze-v1`) and any other path separator become dashes."""
+    name = "-".join([*parts, time.strftime("%Y%m%d-%H%M%S")])
+    return Path("runs") / re.sub(r"[/\\:\s]+", "-", name)
+
+
 def _dataset_mean_normalized_return(dataset) -> float | None:
     from offrl.evaluate.scores import normalized_score
 
@@ -117,9 +161,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds is {args.seeds}; expected a positive number of seeds.")
     dataset = _resolve_dataset(args.dataset, args.data_dir, args.clip_actions)
-    dataset_name = dataset.metadata.name or Path(args.dataset).stem
     seed_label = f"seed{train_config.seed}" if args.seeds == 1 else f"seeds{train_config.seed}-{train_config.seed + args.seeds - 1}"
-    run_dir = args.run_dir or Path("runs") / f"{algo.NAME}-{dataset_name}-{seed_label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = args.run_dir or _default_run_dir(algo.NAME, _dataset_label(dataset, args.dataset), seed_label)
     reference = {"argument": args.dataset, "name": dataset.metadata.name, "source": dataset.metadata.source,
                  "data_dir": args.data_dir, "clip_actions": args.clip_actions}
     if args.seeds > 1:
@@ -349,7 +392,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return _print_finetune_result(resume_finetune(args.run_dir, dataset=dataset, progress=not args.no_progress))
     config = config_from_args(FinetuneConfig, args)
     config.validate()
-    run_dir = args.run_dir or Path("runs") / f"finetune-{Path(args.offline_run).name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = args.run_dir or _default_run_dir("finetune", Path(args.offline_run).resolve().name, f"seed{config.seed}")
     return _print_finetune_result(finetune(args.offline_run, config, run_dir, dataset=dataset, progress=not args.no_progress))
 
 
@@ -367,8 +410,7 @@ def cmd_train_online(args: argparse.Namespace) -> int:
     config = config_from_args(FinetuneConfig, args)
     config.validate()
     dataset = _resolve_dataset(args.dataset, args.data_dir, args.clip_actions)
-    dataset_name = dataset.metadata.name or Path(args.dataset).stem
-    run_dir = args.run_dir or Path("runs") / f"{algo.NAME}-{dataset_name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = args.run_dir or _default_run_dir(algo.NAME, _dataset_label(dataset, args.dataset), f"seed{config.seed}")
     reference = {"argument": args.dataset, "name": dataset.metadata.name, "source": dataset.metadata.source,
                  "data_dir": args.data_dir, "clip_actions": args.clip_actions}
     return _print_finetune_result(train_with_prior_data(algo, algo_config, dataset, config, run_dir,
@@ -426,11 +468,29 @@ def add_finetune_parsers(commands, algorithms) -> None:
 
 
 # ----------------------------------------------------------------------------- parser
+# `offrl datasets make --help`: D4RL's levels as offrl.suites.d4rl_recipe records them (kept here so
+# that --help does not import the suite machinery; a test checks both name the same levels).
+MAKE_DESCRIPTION = ("Generate a D4RL-style dataset suite for a Gymnasium env (D4RL's recipe, Fu et al. 2020): "
+                    "train SAC online for --budget steps, evaluating snapshots, then record each level with "
+                    "--size transitions and register it as a Minari dataset in the data directory. Reference "
+                    "scores: the random policy's return (min) and the expert's (max).")
+MAKE_LEVELS_MEANING = {
+    "random": "uniform random actions",
+    "medium": "the SAC snapshot whose return is closest to 0.4 of the way from random to the final agent",
+    "medium-replay": "the replay buffer up to the medium snapshot, in collection order",
+    "expert": "the final SAC agent's stochastic policy",
+    "medium-expert": "medium followed by expert (2 x size transitions)",
+}
+MAKE_LEVEL_NAMES = tuple(MAKE_LEVELS_MEANING)
+MAKE_LEVELS = "levels:\n" + "\n".join(textwrap.fill(meaning, 78, initial_indent=f"  {name:15s}", subsequent_indent=" " * 17)
+                                      for name, meaning in MAKE_LEVELS_MEANING.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     from offrl.algos import ALGORITHMS, ONLINE_ALGORITHMS
     from offrl.train.offline import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="offrl", description="Offline reinforcement learning: train, evaluate, inspect datasets.")
+    parser = OneSentenceParser(prog="offrl", description="Offline reinforcement learning: train, evaluate, inspect datasets.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -476,14 +536,19 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("--name", required=True)
     importing.add_argument("--overwrite", action="store_true")
     importing.set_defaults(handler=cmd_datasets_import)
-    make = dataset_commands.add_parser("make", help="generate a D4RL-style suite for a Gymnasium env")
-    make.add_argument("env_id")
-    make.add_argument("--levels", default="random,medium,medium-replay,expert,medium-expert")
-    make.add_argument("--budget", type=int, default=1_000_000, help="behaviour agent's online env steps")
-    make.add_argument("--size", type=int, default=1_000_000, help="transitions per level")
-    make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--overwrite", action="store_true")
-    make.add_argument("--no-progress", action="store_true")
+    make = dataset_commands.add_parser(
+        "make", help="generate a D4RL-style suite for a Gymnasium env", description=textwrap.fill(MAKE_DESCRIPTION, 78),
+        epilog=MAKE_LEVELS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    make.add_argument("env_id", help="a Gymnasium env id with a Box action space, e.g. Hopper-v5")
+    make.add_argument("--levels", default=",".join(MAKE_LEVEL_NAMES),
+                      help=f"comma-separated levels to write, from those below (default: {','.join(MAKE_LEVEL_NAMES)})")
+    make.add_argument("--budget", type=int, default=1_000_000,
+                      help="the behaviour agent's (SAC's) online environment steps (default: 1000000)")
+    make.add_argument("--size", type=int, default=1_000_000,
+                      help="transitions per level; medium-expert has twice as many (default: 1000000)")
+    make.add_argument("--seed", type=int, default=0, help="seed of training and recording (default: 0)")
+    make.add_argument("--overwrite", action="store_true", help="replace levels that already exist (default: skip them)")
+    make.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on a terminal)")
     make.set_defaults(handler=cmd_datasets_make)
     for sub in (info, listing, importing, make):
         sub.add_argument("--data-dir", default=None, help="offrl data directory (default: $OFFRL_DATA_DIR or ~/.offrl)")

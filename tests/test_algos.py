@@ -12,7 +12,7 @@ from offrl.data.transforms import fit_normalizer
 from offrl.nets.policies import gaussian_log_prob
 from offrl.types import Batch, Spec
 
-from conftest import make_random_dataset
+from dataset_helpers import make_random_dataset
 
 
 def random_batch(n=64, obs_dim=4, action_dim=2, seed=0):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -15,6 +17,8 @@ from offrl.algos import ALGORITHMS
 from offrl.cli import main
 from offrl.data.d4rl_io import write_npz
 from offrl.train.offline import TrainConfig
+
+from reliability_helpers import pendulum_shaped_dataset
 
 FAST = ["--steps", "100", "--log-every", "50", "--eval-every", "100", "--eval-episodes", "2",
         "--hidden-dims", "32", "32", "--batch-size", "64", "--no-progress"]
@@ -79,10 +83,66 @@ def test_help_lists_every_hyperparameter_with_its_default(name, capsys):
     assert f"(default: {default_widths})" in " ".join(help_text.split())  # help wraps lines
 
 
-def test_missing_file(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "train", "bc", "--dataset", str(tmp_path / "nope.hdf5"), "--run-dir", str(tmp_path / "run"))
-    assert_one_sentence_error(code, err, "nope.hdf5")
-    assert not (tmp_path / "run").exists()
+# ------------------------------------------------------------------------------ bad input
+# README: "Bad input (a missing file, a missing key, NaN rewards, actions outside the action
+# space, an unknown flag) ends with one sentence naming the file or field, exit code 2, and no
+# run directory". Each case writes its input into the test's working directory and returns
+# (extra arguments, words the sentence must contain).
+def missing_file():
+    return ["--dataset", "nope.hdf5"], ["nope.hdf5"]
+
+
+def missing_key():
+    with h5py.File("d4rl.hdf5", "w") as file:
+        file["observations"] = np.zeros((10, 3), np.float32)
+        file["actions"] = np.zeros((10, 1), np.float32)
+        file["rewards"] = np.zeros(10, np.float32)
+        file["terminals"] = np.zeros(10, bool)
+    return ["--dataset", "d4rl.hdf5", "--env", "Pendulum-v1"], ["d4rl.hdf5", "timeouts"]
+
+
+def nan_rewards():
+    dataset = pendulum_shaped_dataset()
+    rewards = dataset.rewards.copy()
+    rewards[123] = np.nan
+    np.savez("nan.npz", **{name: getattr(dataset, name) for name in ARRAYS}, actions=dataset.actions, rewards=rewards,
+             action_low=dataset.metadata.action_low, action_high=dataset.metadata.action_high, env_id="Pendulum-v1")
+    return ["--dataset", "nan.npz"], ["nan.npz", "rewards", "123"]
+
+
+def actions_outside_the_action_space():
+    dataset = pendulum_shaped_dataset()
+    actions = dataset.actions.copy()
+    actions[7, 0] = 2.5  # Pendulum's torque bound is 2
+    np.savez("wide.npz", **{name: getattr(dataset, name) for name in ARRAYS}, actions=actions, rewards=dataset.rewards,
+             action_low=dataset.metadata.action_low, action_high=dataset.metadata.action_high, env_id="Pendulum-v1")
+    return ["--dataset", "wide.npz"], ["wide.npz", "actions", "row 7"]
+
+
+def unknown_flag():
+    write_npz(pendulum_shaped_dataset(), "good.npz")
+    return ["--dataset", "good.npz", "--no-such-flag", "1"], ["--no-such-flag", "expected"]
+
+
+ARRAYS = ("observations", "next_observations", "terminals", "timeouts")
+
+
+@pytest.mark.parametrize("explicit_run_dir", [False, True], ids=["default-run-dir", "run-dir"])
+@pytest.mark.parametrize("bad_input", [missing_file, missing_key, nan_rewards, actions_outside_the_action_space, unknown_flag])
+def test_readme_bad_input_is_one_sentence_exit_2_and_no_run_directory(bad_input, explicit_run_dir, tmp_path, capsys):
+    arguments, needles = bad_input()
+    before = sorted(tmp_path.iterdir())  # the working directory: a default run would go to runs/ here
+    run_dir = ["--run-dir", "run"] if explicit_run_dir else []
+    code, out, err = run_cli(capsys, "train", "bc", *arguments, *run_dir, *FAST)
+    assert_one_sentence_error(code, err, *needles)
+    assert out == ""
+    assert sorted(tmp_path.iterdir()) == before  # no runs/, no run
+
+
+def test_actions_outside_the_action_space_train_with_clip_actions(capsys):
+    arguments, _ = actions_outside_the_action_space()
+    code, out, _ = run_cli(capsys, "train", "bc", *arguments, "--clip-actions", "--run-dir", "run", *FAST)
+    assert code == 0 and "final return" in out
 
 
 def test_not_hdf5(tmp_path, capsys):
@@ -92,73 +152,105 @@ def test_not_hdf5(tmp_path, capsys):
     assert_one_sentence_error(code, err, "bad.hdf5")
 
 
-def test_missing_key(tmp_path, capsys):
-    path = tmp_path / "d4rl.hdf5"
-    with h5py.File(path, "w") as file:
-        file["observations"] = np.zeros((10, 3), np.float32)
-        file["actions"] = np.zeros((10, 1), np.float32)
-        file["rewards"] = np.zeros(10, np.float32)
-        file["terminals"] = np.zeros(10, bool)
-    code, _, err = run_cli(capsys, "train", "bc", "--dataset", str(path), "--env", "Pendulum-v1", "--run-dir", str(tmp_path / "run"))
-    assert_one_sentence_error(code, err, "timeouts")
-    assert not (tmp_path / "run").exists()
-
-
-def test_nan_reward(pendulum_dataset, tmp_path, capsys):
-    broken = pendulum_dataset.replace(metadata=dataclasses.replace(pendulum_dataset.metadata))
-    path = write_npz(broken, tmp_path / "nan.npz")
-    with np.load(path) as arrays:
-        contents = dict(arrays)
-    contents["rewards"] = contents["rewards"].copy()
-    contents["rewards"][123] = np.nan
-    np.savez(path, **contents)
-    code, _, err = run_cli(capsys, "train", "bc", "--dataset", str(path), "--run-dir", str(tmp_path / "run"))
-    assert_one_sentence_error(code, err, "rewards", "123")
-
-
-def test_action_outside_bounds_is_refused_unless_clipped(pendulum_dataset, tmp_path, capsys):
-    actions = pendulum_dataset.actions.copy()
-    actions[7, 0] = 2.5  # Pendulum's torque bound is 2
-    path = tmp_path / "wide.npz"
-    np.savez(path, observations=pendulum_dataset.observations, actions=actions, rewards=pendulum_dataset.rewards,
-             next_observations=pendulum_dataset.next_observations, terminals=pendulum_dataset.terminals,
-             timeouts=pendulum_dataset.timeouts, action_low=np.array([-2.0], np.float32),
-             action_high=np.array([2.0], np.float32), env_id="Pendulum-v1")
-    code, _, err = run_cli(capsys, "train", "bc", "--dataset", str(path), "--run-dir", str(tmp_path / "run"))
-    assert_one_sentence_error(code, err, "actions", "row 7")
-    assert not (tmp_path / "run").exists()
-    code, out, _ = run_cli(capsys, "train", "bc", "--dataset", str(path), "--clip-actions", "--run-dir", str(tmp_path / "run"), *FAST)
-    assert code == 0 and "final return" in out
-
-
 def test_empty_dataset(tmp_path, capsys):
     path = tmp_path / "empty.npz"
     np.savez(path, observations=np.zeros((0, 3)), actions=np.zeros((0, 1)), rewards=np.zeros(0),
              terminals=np.zeros(0, bool), timeouts=np.zeros(0, bool))
     code, _, err = run_cli(capsys, "train", "bc", "--dataset", str(path), "--env", "Pendulum-v1")
     assert_one_sentence_error(code, err, "empty")
+    assert not (tmp_path / "runs").exists()
 
 
-def test_unknown_algorithm_and_flag_exit_2(pendulum_npz, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "nosuchalgo", "--dataset", pendulum_npz])
-    assert exit_info.value.code == 2
-    assert "nosuchalgo" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "bc", "--dataset", pendulum_npz, "--no-such-flag", "1"])
-    assert exit_info.value.code == 2
-    assert "--no-such-flag" in capsys.readouterr().err
+# argparse's own errors, one sentence each (not the usage block), naming the flag or choice.
+@pytest.mark.parametrize("argv, needles", [
+    (["train", "nosuchalgo", "--dataset", "x.npz"], ["nosuchalgo", "expected one of", "bc", "td3bc", "rlpd"]),
+    (["frobnicate"], ["frobnicate", "expected one of", "train", "datasets"]),
+    (["train", "bc", "--dataset", "x.npz", "--no-such-flag", "1"], ["--no-such-flag", "expected"]),
+    (["train", "bc", "--dataset", "x.npz", "--batch-sise", "64"], ["--batch-sise", "expected"]),
+    (["train"], ["offrl train", "missing ALGO", "expected"]),
+    (["datasets", "info"], ["missing dataset", "expected"]),
+    (["datasets", "import", "file.npz"], ["--name", "expected"]),
+    (["train", "bc", "--dataset", "x.npz", "--steps", "many"], ["--steps", "'many'", "expected an integer"]),
+    (["train", "iql", "--dataset", "x.npz", "--expectile", "high"], ["--expectile", "'high'", "expected a number"]),
+    (["train", "bc", "--dataset", "x.npz", "--hidden-dims"], ["--hidden-dims", "expected at least one argument"]),
+    (["train", "bc", "--dataset", "x.npz", "--seed-axis", "pmap"], ["--seed-axis", "'pmap'", "expected one of", "vmap"]),
+], ids=["unknown-algorithm", "unknown-command", "unknown-flag", "misspelt-flag", "missing-algorithm",
+        "missing-positional", "missing-required-flag", "not-an-integer", "not-a-number", "missing-value", "bad-choice"])
+def test_command_line_mistakes_are_one_sentence_and_exit_2(argv, needles, capsys):
+    code, out, err = run_cli(capsys, *argv)
+    assert_one_sentence_error(code, err, *needles)
+    assert "usage:" not in err and out == ""
+    assert not Path("runs").exists()
 
 
-def test_bad_value_names_the_flag(pendulum_npz, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "train", "iql", "--dataset", pendulum_npz, "--expectile", "1.5", "--run-dir", str(tmp_path / "run"))
+def test_bad_value_names_the_flag(tmp_path, capsys):
+    write_npz(pendulum_shaped_dataset(), "good.npz")
+    code, _, err = run_cli(capsys, "train", "iql", "--dataset", "good.npz", "--expectile", "1.5", "--run-dir", "run")
     assert_one_sentence_error(code, err, "--expectile")
     assert not (tmp_path / "run").exists()
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    missing = str(tmp_path / "nope.npz")
-    quiet = subprocess.run([sys.executable, "-m", "offrl.cli", "datasets", "info", missing], capture_output=True, text=True)
-    loud = subprocess.run([sys.executable, "-m", "offrl.cli", "datasets", "info", missing, "--debug"], capture_output=True, text=True)
-    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr and "nope.npz" in quiet.stderr
-    assert loud.returncode != 0 and "Traceback" in loud.stderr
+def test_debug_shows_the_error_instead_of_the_sentence(capsys):
+    from offrl.errors import OffrlInputError
+
+    assert_one_sentence_error(*run_cli(capsys, "datasets", "info", "nope.npz")[::2], "nope.npz")
+    with pytest.raises(OffrlInputError, match="nope.npz"):  # uncaught: Python prints the traceback
+        main(["datasets", "info", "nope.npz", "--debug"])
+
+
+def test_the_offrl_command_exits_2_with_one_line():
+    """The installed entry point's exit code, not only `main`'s return value."""
+    result = subprocess.run([sys.executable, "-m", "offrl.cli", "train", "bc", "--no-such-flag"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "--no-such-flag" in result.stderr
+
+
+# ---------------------------------------------------------------------- small things users see
+def test_datasets_make_help_lists_levels_meanings_and_defaults(capsys):
+    import inspect
+
+    from offrl.suites import LEVELS, make_suite
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["datasets", "make", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    levels = help_text.split("\nlevels:\n")[1]
+    for level in LEVELS:  # every level the recipe makes, each with what it means
+        (line,) = [line for line in levels.splitlines() if line.split()[:1] == [level]]
+        assert len(line.split()) > 3, line
+    assert f"(default: {','.join(LEVELS)})" in "".join(help_text.split())
+    # Every flag shows its default; the seed's is make_suite's own.
+    options = help_text.split("options:")[1].split("\nlevels:")[0]
+    entries = re.split(r"\n  (?=-)", options)[1:]
+    flags = {entry.split()[0].rstrip(","): " ".join(entry.split()) for entry in entries}
+    assert {"--levels", "--budget", "--size", "--seed", "--overwrite", "--no-progress", "--data-dir"} <= set(flags)
+    for flag, text in flags.items():
+        assert flag == "-h" or "(default:" in text, text
+    assert f"(default: {inspect.signature(make_suite).parameters['seed'].default})" in flags["--seed"]
+    assert "(default: 1000000)" in flags["--budget"] and "(default: 1000000)" in flags["--size"]
+
+
+def test_progress_lines_end_with_the_message_not_the_source_line(capsys):
+    from offrl.train.progress import TrainingProgress
+
+    with TrainingProgress(total=10, enabled=True) as progress:
+        progress.report_eval({"step": 5, "return_mean": -123.4})
+        progress.advance(5, {})
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "step 5: return -123.4" in line]
+    assert line.rstrip().endswith("step 5: return -123.4"), line
+    assert "progress.py" not in err
+
+
+@pytest.mark.parametrize("name", ["mujoco/hopper/medium-v0", "D4RL/antmaze/umaze-v1"])
+def test_a_dataset_name_with_slashes_gives_one_flat_run_directory(name, tmp_path, capsys):
+    dataset = pendulum_shaped_dataset()
+    write_npz(dataset.replace(metadata=dataclasses.replace(dataset.metadata, name=name)), "data.npz")
+    code, out, err = run_cli(capsys, "train", "bc", "--dataset", "data.npz", "--steps", "10", "--log-every", "10",
+                             "--eval-every", "0", "--eval-episodes", "1", "--checkpoint-every", "0", "--hidden-dims", "8",
+                             "--no-progress")
+    assert code == 0, err
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith(f"bc-{name.replace('/', '-')}-seed0-") and (run / "summary.json").is_file()
+    assert f"run directory: {Path('runs') / run.name}" in out

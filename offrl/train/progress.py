@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class TrainingProgress:
     def __init__(self, total: int, enabled: bool = True, description: str = "training"):
         self.enabled = enabled
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, log_path=False)  # a log line ends with its message, not `progress.py:37`
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

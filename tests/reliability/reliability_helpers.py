@@ -8,7 +8,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from conftest import make_random_dataset
+from dataset_helpers import make_random_dataset
 from offrl.data.dataset import Dataset, DatasetMetadata
 from offrl.train.checkpoint import latest_checkpoint, read_payload
 from offrl.train.offline import TrainConfig

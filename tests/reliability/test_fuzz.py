@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_aligned, assert_same_arrays, make_random_dataset
+from dataset_helpers import assert_aligned, assert_same_arrays, make_random_dataset
 from offrl.data.d4rl_io import read_d4rl_hdf5, read_npz, write_npz
 from offrl.data.dataset import Dataset
 from offrl.errors import DatasetError

@@ -13,7 +13,7 @@ from offrl.cli import main
 from offrl.data.d4rl_io import write_npz
 from offrl.errors import DatasetError
 
-from conftest import make_random_dataset
+from dataset_helpers import make_random_dataset
 from reliability_helpers import pendulum_shaped_dataset
 
 
