@@ -247,7 +247,7 @@ def test_next_actions_follow_within_episodes_and_reach_rebrac_batches(make_datas
 def test_rebrac_fine_tunes_with_next_actions_in_offline_and_online_rows(tmp_path):
     from offrl.train.finetune import FinetuneConfig, finetune
     from offrl.train.offline import TrainConfig, train_offline
-    from test_multi_seed import pendulum_shaped_dataset
+    from reliability_helpers import pendulum_shaped_dataset
 
 
     dataset = pendulum_shaped_dataset()
