@@ -24,7 +24,7 @@ from offrl.train.fused import gather_batch
 from offrl.train.offline import prepare
 from offrl.types import Batch, Spec
 
-from conftest import make_random_dataset
+from dataset_helpers import make_random_dataset
 
 # Every algorithm the library trains, online ones included (SAC is the fine-tuning engine's
 # default learner, not in the `offrl train` registry).
