@@ -7,7 +7,8 @@ grows more pessimistic where the critics disagree (out of distribution):
     actor:  E[alpha * log pi(a|s) - min_j Q_j(s, a)],  a ~ pi(.|s)
 The N critics are one vmapped `CriticEnsemble`. Defaults are CORL's `sac_n.py` for D4RL gym
 (halfcheetah: N = 10; the paper's Table 5 lists N per task), three hidden layers of 256, Adam 3e-4.
-`ensemble_sac_update` is shared with EDAC, which adds a critic regulariser.
+`ensemble_sac_update` is shared with EDAC, which adds a critic regulariser; it updates temperature,
+then actor, then critic, in the order of CORL's sac_n.py (see its docstring).
 """
 
 from __future__ import annotations
@@ -81,11 +82,35 @@ CriticRegularizer = Callable[[dict, Batch, jax.Array], tuple[jax.Array, dict[str
 def ensemble_sac_update(
     state: State, batch: Batch, config, critic_regularizer: CriticRegularizer | None = None
 ) -> tuple[State, dict[str, jax.Array]]:
-    """One SAC-N update; `critic_regularizer(params, batch, key) -> (loss, metrics)` is added to the critic loss."""
-    rng, next_key, actor_key, regularizer_key = jax.random.split(state.rng, 4)
-    alpha = jnp.exp(state.temperature.apply_fn(state.temperature.params))
+    """One SAC-N update; `critic_regularizer(params, batch, key) -> (loss, metrics)` is added to the critic loss.
 
-    next_actions, next_log_probs = _sample(state.actor, state.actor.params, batch.next_observations, next_key)
+    Order as in CORL's sac_n.py / edac.py `update` (which follows the EDAC authors' trainer):
+    temperature, then actor (against the critic before this step's critic update, with the new
+    alpha), then critic (its target from the updated actor and the new alpha), then the target.
+    """
+    rng, alpha_key, actor_key, next_key, regularizer_key = jax.random.split(state.rng, 5)
+    goal = -float(batch.actions.shape[-1]) if config.target_entropy is None else float(config.target_entropy)
+
+    # 1. Temperature, from a fresh sample of the current policy (CORL: _alpha_loss under no_grad).
+    _, alpha_log_probs = _sample(state.actor, state.actor.params, batch.observations, alpha_key)
+    alpha_entropy = -jax.lax.stop_gradient(alpha_log_probs).mean()
+    temperature_grads = jax.grad(lambda params: state.temperature.apply_fn(params) * (alpha_entropy - goal))(
+        state.temperature.params
+    )
+    temperature = state.temperature.apply_gradients(grads=temperature_grads)
+    alpha = jnp.exp(temperature.apply_fn(temperature.params))
+
+    # 2. Actor, against the critic as it was before this update.
+    def actor_loss_fn(params):
+        actions, log_probs = _sample(state.actor, params, batch.observations, actor_key)
+        q_pi = state.critic.apply_fn(state.critic.params, batch.observations, actions).min(axis=0)
+        return (alpha * log_probs - q_pi).mean(), log_probs
+
+    (actor_loss, log_probs), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor.params)
+    actor = state.actor.apply_gradients(grads=actor_grads)
+
+    # 3. Critic, with next actions from the updated actor.
+    next_actions, next_log_probs = _sample(actor, actor.params, batch.next_observations, next_key)
     next_q = state.critic.apply_fn(state.critic_target, batch.next_observations, next_actions).min(axis=0)
     target_q = batch.rewards + config.discount * (1.0 - batch.dones) * (next_q - alpha * next_log_probs)
 
@@ -99,27 +124,12 @@ def ensemble_sac_update(
     critic = state.critic.apply_gradients(grads=critic_grads)
     critic_target = optax.incremental_update(critic.params, state.critic_target, config.tau)
 
-    def actor_loss_fn(params):
-        actions, log_probs = _sample(state.actor, params, batch.observations, actor_key)
-        q_pi = critic.apply_fn(critic.params, batch.observations, actions).min(axis=0)
-        return (alpha * log_probs - q_pi).mean(), log_probs
-
-    (actor_loss, log_probs), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor.params)
-    actor = state.actor.apply_gradients(grads=actor_grads)
-
-    entropy = -jax.lax.stop_gradient(log_probs).mean()
-    goal = -float(batch.actions.shape[-1]) if config.target_entropy is None else float(config.target_entropy)
-    temperature_loss, temperature_grads = jax.value_and_grad(
-        lambda params: state.temperature.apply_fn(params) * (entropy - goal)
-    )(state.temperature.params)
-    temperature = state.temperature.apply_gradients(grads=temperature_grads)
-
     new_state = State(actor=actor, critic=critic, critic_target=critic_target, temperature=temperature, rng=rng)
     metrics = {
         "critic_loss": critic_loss,
         "actor_loss": actor_loss,
         "alpha": alpha,
-        "entropy": entropy,
+        "entropy": -jax.lax.stop_gradient(log_probs).mean(),
         "q_mean": q.mean(),
         "q_std": q.std(axis=0).mean(),  # ensemble disagreement on dataset actions
         **extra_metrics,
