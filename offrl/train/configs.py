@@ -38,11 +38,12 @@ def _is_tuple(annotation: Any) -> bool:
 
 
 def validate_algorithm_config(config: Any) -> None:
-    """Range checks shared by every algorithm's Config, by field-name convention."""
+    """Range checks shared by every algorithm's Config, by field-name convention (a learning rate
+    of None means "follow another one", e.g. CQL's temperature follows the actor's)."""
     for field in dataclasses.fields(config):
         name, value = field.name, getattr(config, field.name)
         flag = "--" + name.replace("_", "-")
-        if (name.endswith("learning_rate") or name == "batch_size") and not value > 0:
+        if (name.endswith("learning_rate") or name == "batch_size") and value is not None and not value > 0:
             raise ConfigError(f"{flag} is {value}; expected a positive number.")
         if name == "hidden_dims" and (len(value) == 0 or any(width <= 0 for width in value)):
             raise ConfigError(f"{flag} is {list(value)}; expected one or more positive layer widths.")

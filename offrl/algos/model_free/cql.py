@@ -35,7 +35,7 @@ PAPER = "Kumar, Zhou, Tucker & Levine 2020, Conservative Q-Learning for Offline 
 class Config:
     actor_learning_rate: float = 1e-4  # reference README for gym: --policy_lr=1e-4 (CORL uses 3e-5)
     critic_learning_rate: float = 3e-4  # reference qf_lr
-    temperature_learning_rate: float = 3e-4  # SAC's alpha lr in the reference code
+    temperature_learning_rate: float | None = None  # None: the actor's lr (CORL cql.py: alpha_optimizer lr=policy_lr)
     lagrange_learning_rate: float = 3e-4  # alpha' optimiser (reference and CORL: the Q lr)
     hidden_dims: tuple[int, ...] = (256, 256, 256)  # reference cql_mujoco_new.py: [M, M, M], M = 256
     batch_size: int = 256
@@ -74,10 +74,15 @@ def init(key: jax.Array, spec: Spec, config: Config) -> State:
         actor=TrainState.create(apply_fn=actor.apply, params=actor.init(actor_key, observation), tx=optax.adam(config.actor_learning_rate)),
         critic=TrainState.create(apply_fn=critic.apply, params=critic_params, tx=optax.adam(config.critic_learning_rate)),
         critic_target=critic_params,
-        temperature=TrainState.create(apply_fn=temperature.apply, params=temperature.init(rng), tx=optax.adam(config.temperature_learning_rate)),
+        temperature=TrainState.create(apply_fn=temperature.apply, params=temperature.init(rng), tx=optax.adam(temperature_lr(config))),
         lagrange=TrainState.create(apply_fn=lagrange.apply, params=lagrange.init(rng), tx=optax.adam(config.lagrange_learning_rate)),
         rng=rng,
     )
+
+
+def temperature_lr(config) -> float:
+    """The temperature's learning rate: its own if set, else the actor's (CORL cql.py, Cal-QL's conservative_sac.py)."""
+    return config.actor_learning_rate if config.temperature_learning_rate is None else config.temperature_learning_rate
 
 
 def _sample(actor: TrainState, params: dict, observations: jax.Array, key: jax.Array):
