@@ -18,6 +18,12 @@ as plain CQL, never with a made-up bound.
 Defaults are the reference's ConservativeSAC defaults and flags (conservative_sac.py,
 conservative_sac_main.py): policy lr 1e-4, Q lr 3e-4, 2x256 networks, min_q_weight 5.0,
 10 sampled actions, no Lagrange, no entropy backup, mixing ratio 0.5 online.
+
+The Bellman backup is the one exception: by default it follows CORL's cal_ql.py
+(cql_max_target_backup False), a single next action a' ~ pi(.|s'), y = r + gamma * min_i Q'_i(s', a').
+The authors' ConservativeSAC defaults to cql_max_target_backup True: the max over the N sampled
+next actions of the min over the critics, y = r + gamma * max_j min_i Q'_i(s', a'_j);
+`max_target_backup=True` selects it (it reuses the penalty's N next-state samples).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ act = cql.act
 class Config:
     actor_learning_rate: float = 1e-4  # reference ConservativeSAC policy_lr
     critic_learning_rate: float = 3e-4  # reference qf_lr
-    temperature_learning_rate: float = 1e-4  # reference: alpha optimiser uses policy_lr
+    temperature_learning_rate: float | None = None  # None: the actor's lr (reference: log_alpha optimiser uses policy_lr)
     lagrange_learning_rate: float = 3e-4  # reference: alpha' optimiser uses qf_lr (unused without lagrange)
     hidden_dims: tuple[int, ...] = (256, 256)  # reference policy_arch / qf_arch '256-256'
     batch_size: int = 256  # reference batch_size
@@ -56,6 +62,7 @@ class Config:
     num_sampled_actions: int = 10  # reference cql_n_actions
     lagrange: bool = False  # reference cql_lagrange
     target_action_gap: float = 1.0  # reference cql_target_action_gap (only with lagrange)
+    max_target_backup: bool = False  # CORL cal_ql.py cql_max_target_backup False (authors' conservative_sac.py: True)
     init_temperature: float = 1.0  # reference: log_alpha starts at 0
     target_entropy: float | None = None  # None: -action_dim (reference)
     normalize_observations: bool = False  # the reference does not standardise states
@@ -73,6 +80,20 @@ def calibrate(q_policy: jax.Array, lower_bounds: jax.Array | None) -> jax.Array:
     return jnp.maximum(q_policy, lower_bounds[None, None, :])
 
 
+def backup_value(state: State, next_observations: jax.Array, next_actions: jax.Array, config: Config) -> jax.Array:
+    """min_i Q'_i(s', a'_0), or with `max_target_backup` max_j min_i Q'_i(s', a'_j), shape (batch,).
+
+    next_actions: (N * batch, action_dim), sample-major (the j-th block of `batch` rows is a'_j).
+    """
+    batch_size = next_observations.shape[0]
+    if not config.max_target_backup:
+        return state.critic.apply_fn(state.critic_target, next_observations, next_actions[:batch_size]).min(axis=0)
+    samples = next_actions.shape[0] // batch_size
+    tiled = jnp.broadcast_to(next_observations, (samples, *next_observations.shape)).reshape(samples * batch_size, -1)
+    q = state.critic.apply_fn(state.critic_target, tiled, next_actions).min(axis=0)
+    return q.reshape(samples, batch_size).max(axis=0)
+
+
 def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str, jax.Array]]:
     rng, policy_key, uniform_key, actor_key = jax.random.split(state.rng, 4)
     batch_size, action_dim = batch.actions.shape
@@ -87,8 +108,8 @@ def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str,
     current_actions, next_actions = jnp.split(policy_actions, 2)
     current_log_probs, next_log_probs = jnp.split(policy_log_probs, 2)
 
-    # Deterministic backup from the first next-state sample, as CQL (reference backup_entropy False).
-    next_q = state.critic.apply_fn(state.critic_target, batch.next_observations, next_actions[:batch_size]).min(axis=0)
+    # Deterministic backup (reference backup_entropy False); single-sample or max backup, see the docstring.
+    next_q = backup_value(state, batch.next_observations, next_actions, config)
     target_q = batch.rewards + config.discount * (1.0 - batch.dones) * next_q
 
     uniform_actions = jax.random.uniform(uniform_key, (n * batch_size, action_dim), minval=-1.0, maxval=1.0)
