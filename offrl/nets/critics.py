@@ -12,11 +12,23 @@ from offrl.nets.mlp import MLP
 class _QNetwork(nn.Module):
     hidden_dims: Sequence[int]
     layer_norm: bool = False
+    layer_norm_position: str = "pre_activation"  # see MLP
+    initialization: str = "orthogonal"  # see MLP
+    output_init_scale: float = 1.0
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
         inputs = jnp.concatenate([observations, actions], axis=-1)
-        return MLP(self.hidden_dims, 1, layer_norm=self.layer_norm)(inputs).squeeze(-1)
+        return MLP(
+            self.hidden_dims, 1, layer_norm=self.layer_norm, layer_norm_position=self.layer_norm_position,
+            initialization=self.initialization, output_init_scale=self.output_init_scale,
+        )(inputs).squeeze(-1)
+
+    @classmethod
+    def member_of(cls, ensemble: "CriticEnsemble") -> "_QNetwork":
+        """One member of `ensemble`, built with its settings."""
+        return cls(ensemble.hidden_dims, ensemble.layer_norm, ensemble.layer_norm_position, ensemble.initialization,
+                   ensemble.output_init_scale)
 
 
 class CriticEnsemble(nn.Module):
@@ -25,6 +37,9 @@ class CriticEnsemble(nn.Module):
     hidden_dims: Sequence[int] = (256, 256)
     num_critics: int = 2
     layer_norm: bool = False
+    layer_norm_position: str = "pre_activation"  # see MLP
+    initialization: str = "orthogonal"  # see MLP
+    output_init_scale: float = 1.0
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
@@ -36,7 +51,8 @@ class CriticEnsemble(nn.Module):
             out_axes=0,
             axis_size=self.num_critics,
         )
-        return ensemble(self.hidden_dims, self.layer_norm)(observations, actions)
+        return ensemble(self.hidden_dims, self.layer_norm, self.layer_norm_position, self.initialization,
+                        self.output_init_scale)(observations, actions)
 
 
 class ValueNetwork(nn.Module):

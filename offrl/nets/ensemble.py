@@ -19,7 +19,7 @@ def apply_members(critic: CriticEnsemble, params: dict, observations: jax.Array,
     member), and maps one `_QNetwork` over them.
     """
     (members,) = params["params"].values()
-    member = _QNetwork(critic.hidden_dims, critic.layer_norm)
+    member = _QNetwork.member_of(critic)
     return jax.vmap(lambda p, o, a: member.apply({"params": p}, o, a))(members, observations, actions)
 
 

@@ -12,13 +12,23 @@ from offrl.nets.mlp import MLP
 
 
 class DeterministicPolicy(nn.Module):
+    """tanh(MLP(s)); the MLP options are MLP's. With `dropout_rate`, `training=True` needs a 'dropout' rng."""
+
     action_dim: int
     hidden_dims: Sequence[int] = (256, 256)
     layer_norm: bool = False
+    layer_norm_position: str = "pre_activation"
+    initialization: str = "orthogonal"
+    output_init_scale: float = 1.0
+    dropout_rate: float | None = None
 
     @nn.compact
-    def __call__(self, observations: jax.Array) -> jax.Array:
-        return jnp.tanh(MLP(self.hidden_dims, self.action_dim, layer_norm=self.layer_norm)(observations))
+    def __call__(self, observations: jax.Array, training: bool = False) -> jax.Array:
+        mlp = MLP(
+            self.hidden_dims, self.action_dim, layer_norm=self.layer_norm, layer_norm_position=self.layer_norm_position,
+            initialization=self.initialization, output_init_scale=self.output_init_scale, dropout_rate=self.dropout_rate,
+        )
+        return jnp.tanh(mlp(observations, training))
 
 
 class GaussianPolicy(nn.Module):

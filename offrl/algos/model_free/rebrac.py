@@ -9,6 +9,10 @@ large batches, and a behaviour-cloning penalty in both losses:
 Defaults are the paper's D4RL gym settings (Appendix, hyperparameter tables; reference code
 tinkoff-ai/ReBRAC): lr 1e-3, batch 1024, 3 hidden layers of 256, LayerNorm in the critic only,
 and the halfcheetah-medium row of the per-dataset table for the two BC coefficients.
+Networks as the reference's src/networks.py (DetActor, Critic): each hidden layer is
+Dense -> ReLU -> LayerNorm (LayerNorm after the activation, unlike RLPD's), with the EDAC
+initialisation (PyTorch-default kernels, biases 0.1, output layer U(+-1e-3) for the actor and
+U(+-3e-3) for the critic); see offrl.nets.MLP.
 
 a'_data comes from the batch's `next_actions`, which the engine provides because this module
 declares it in EXTRA_FIELDS (offrl/train/extra_fields.py says how episode ends and online rows
@@ -50,6 +54,8 @@ class Config:
     normalize_q: bool = True  # divide the actor's Q term by mean|Q| (as TD3+BC)
     critic_layer_norm: bool = True  # paper: LayerNorm in the critic ...
     actor_layer_norm: bool = False  # ... not in the actor (gym)
+    actor_output_init: float = 1e-3  # reference src/networks.py DetActor: last Dense U(+-1e-3)
+    critic_output_init: float = 3e-3  # reference src/networks.py Critic: last Dense U(+-3e-3)
     normalize_observations: bool = False  # reference code: normalize_states False
     normalize_rewards: bool = False
 
@@ -68,8 +74,15 @@ def init(key: jax.Array, spec: Spec, config: Config) -> State:
     actor_key, critic_key, rng = jax.random.split(key, 3)
     observation = jnp.zeros((1, spec.observation_dim))
     action = jnp.zeros((1, spec.action_dim))
-    actor = DeterministicPolicy(spec.action_dim, config.hidden_dims, layer_norm=config.actor_layer_norm)
-    critic = CriticEnsemble(config.hidden_dims, num_critics=2, layer_norm=config.critic_layer_norm)
+    # Reference src/networks.py: Dense -> ReLU -> LayerNorm, EDAC initialisation.
+    actor = DeterministicPolicy(
+        spec.action_dim, config.hidden_dims, layer_norm=config.actor_layer_norm, layer_norm_position="post_activation",
+        initialization="edac", output_init_scale=config.actor_output_init,
+    )
+    critic = CriticEnsemble(
+        config.hidden_dims, num_critics=2, layer_norm=config.critic_layer_norm, layer_norm_position="post_activation",
+        initialization="edac", output_init_scale=config.critic_output_init,
+    )
     actor_params = actor.init(actor_key, observation)
     critic_params = critic.init(critic_key, observation, action)
     return State(
