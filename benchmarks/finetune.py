@@ -44,8 +44,8 @@ def offline_config(algo, offline_steps: int, small: bool):
         if algo.NAME == "spot":
             changes["vae_hidden_dims"] = (64, 64)
     if algo.NAME == "spot":
-        # SPOT's update counter includes its VAE phase (100k updates by default): give the VAE the
-        # first half of the offline budget so the TD3 phase gets the other half.
+        # SPOT pretrains its VAE (100k updates by default) before the offline engine's counted
+        # TD3 steps: a VAE budget of half the offline steps keeps the whole run affordable.
         changes["vae_steps"] = offline_steps // 2
     if algo.NAME == "iql":
         changes["actor_decay_steps"] = offline_steps  # the cosine schedule spans the offline run, as in the paper

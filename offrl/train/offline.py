@@ -4,6 +4,11 @@ The dataset is put on the device once; each call of the compiled program runs `c
 (`lax.scan`), sampling batches by gather inside. The host wakes up only to log, evaluate,
 check for divergence and checkpoint.
 
+An algorithm with a `pretraining_steps(config)` hook (SPOT: its VAE) gets that many updates
+first, apart from `--steps`: not evaluated, logged to pretrain_metrics.jsonl, and reported as
+summary.json's `pretrain_steps` and `pretrain_seconds` (`steps`, `train_seconds` and
+`updates_per_second` count the main updates only).
+
 Fault tolerance (docs/reliability.md): a checkpoint holds the algorithm state, the engine's
 sampling key, the step and the evaluation history, so `resume_offline` (or `offrl train ALGO
 --resume RUN_DIR`) continues a killed run from its latest valid checkpoint and, on CPU, ends
@@ -51,7 +56,7 @@ from offrl.version import __version__
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1_000_000  # gradient updates; the D4RL papers train for 1M
+    steps: int = 1_000_000  # gradient updates (the D4RL papers: 1M); pretraining, e.g. SPOT's VAE, comes on top
     seed: int = 0
     eval_every: int = 10_000  # updates between evaluations (0: only at the end)
     eval_episodes: int = 10  # D4RL protocol: 10 episodes per evaluation
@@ -90,13 +95,14 @@ def _chunk_size(train: TrainConfig) -> int:
 def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | None):
     """Fit the normaliser and put the transformed dataset on the device.
 
-    A Config with a `top_fraction` field (%BC) trains on the best episodes only; the normaliser
-    is fitted on what is trained on, as in CORL's any_percent_bc. An algorithm with a
+    A Config with a `top_fraction` field (%BC) trains on the best episodes only (ranked with its
+    `ranking_discount`, if it has one); the normaliser is fitted on what is trained on, as in
+    CORL's any_percent_bc. An algorithm with a
     `training_data(dataset, normalizer, config)` hook lays the data out itself (sequence windows,
     see offrl/train/fused.py); the others get the transition arrays.
     """
     if getattr(algo_config, "top_fraction", None) is not None:
-        dataset = filter_top_episodes(dataset, algo_config.top_fraction)
+        dataset = filter_top_episodes(dataset, algo_config.top_fraction, getattr(algo_config, "ranking_discount", 1.0))
     low = high = None
     if dataset.metadata.action_low is None and env_id is not None:
         low, high = action_bounds(env_id)
@@ -385,32 +391,60 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
     active = list(range(count))
     errors: dict[int, DivergenceError] = {}
 
+    def run_chunk(state, train_key, size, previous_step, last_step):
+        """One compiled chunk of `size` updates, with the divergence check of every seed."""
+        if size not in compiled:  # a shorter final chunk compiles once more
+            compiled[size] = compile_chunk(size)
+        train_key, chunk_key = split_pair(train_key)
+        started = time.perf_counter()
+        new_state, metrics = compiled[size](state, device_data, chunk_key)
+        metrics = {name: np.atleast_1d(value) for name, value in jax.device_get(metrics).items()}
+        seconds = time.perf_counter() - started
+        finite = np.atleast_1d(np.asarray(check_finite(new_state)))
+        member_metrics = [{name: float(values[index]) for name, values in metrics.items()} for index in range(count)]
+        for index in list(active):
+            problem = find_divergence(member_metrics[index], member(new_state, index), bool(finite[index]), train.max_abs_q)
+            if problem is not None:
+                errors[index] = mark_diverged(runs[index], previous_step, last_step, problem, last_checkpoint[index])
+                active.remove(index)
+                bar.log(f"seed {seeds[index]} diverged: {errors[index]}")
+        if not active:
+            raise errors[min(errors)]
+        return new_state, train_key, member_metrics, seconds
+
+    def pretrain(state, train_key, total):
+        """The algorithm's pretraining updates (SPOT's VAE), before and apart from `train.steps`:
+        logged to pretrain_metrics.jsonl, counted in summary.json's `pretrain_steps`."""
+        bar.log(f"pretraining: {total} updates before the {train.steps} counted by --steps")
+        for run in runs:
+            run.write_records("pretrain_metrics.jsonl", [])
+        done, seconds = 0, 0.0
+        while done < total:
+            size = min(chunk, total - done)
+            state, train_key, member_metrics, chunk_seconds = run_chunk(state, train_key, size, 0, 0)
+            done, seconds = done + size, seconds + chunk_seconds
+            if done % train.log_every == 0 or done == total:
+                for index in active:  # quantities of the main phase are NaN here: left out
+                    values = {name: value for name, value in member_metrics[index].items() if not math.isnan(value)}
+                    runs[index].append("pretrain_metrics.jsonl", {"pretrain_step": done, **values})
+        for index in active:
+            runs[index].update_summary(pretrain_steps=done, pretrain_seconds=seconds)
+        return state, train_key
+
     with TrainingProgress(train.steps, enabled=progress) as bar:
         action = f"resumed at step {step}" if resume else f"{train.steps} updates"
         seeds_note = f" x {count} seeds in one program ({resolve_seed_axis(axis)})" if vmapped else ""
         bar.log(f"{algo.NAME} on {dataset!r}: {action}{seeds_note}, compiled in {compile_seconds:.1f} s -> "
                 f"{runs[0].path if count == 1 else runs[0].path.parent}")
+        pretraining = getattr(algo, "pretraining_steps", None)
+        pretrain_total = int(pretraining(algo_config)) if pretraining is not None else 0
+        if step == 0 and pretrain_total > 0:  # a resumed checkpoint already holds the pretrained state
+            state, train_key = pretrain(state, train_key, pretrain_total)
         bar.advance(step, {})
         while step < train.steps:
             size = min(chunk, train.steps - step)
-            if size not in compiled:  # a shorter final chunk compiles once more
-                compiled[size] = compile_chunk(size)
-            train_key, chunk_key = split_pair(train_key)
-            started = time.perf_counter()
-            new_state, metrics = compiled[size](state, device_data, chunk_key)
-            metrics = {name: np.atleast_1d(value) for name, value in jax.device_get(metrics).items()}
-            train_seconds += time.perf_counter() - started
-            finite = np.atleast_1d(np.asarray(check_finite(new_state)))
-            member_metrics = [{name: float(values[index]) for name, values in metrics.items()} for index in range(count)]
-            for index in list(active):
-                problem = find_divergence(member_metrics[index], member(new_state, index), bool(finite[index]), train.max_abs_q)
-                if problem is not None:
-                    errors[index] = mark_diverged(runs[index], step, step + size, problem, last_checkpoint[index])
-                    active.remove(index)
-                    bar.log(f"seed {seeds[index]} diverged: {errors[index]}")
-            if not active:
-                raise errors[min(errors)]
-            state = new_state
+            state, train_key, member_metrics, chunk_seconds = run_chunk(state, train_key, size, step, step + size)
+            train_seconds += chunk_seconds
             step += size
             if step % train.log_every == 0 or step == train.steps:
                 for index in active:

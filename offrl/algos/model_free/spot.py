@@ -5,13 +5,23 @@ TD3 whose actor is kept inside the support of the behaviour policy by a density 
 conditional VAE of the behaviour policy is fitted first, then frozen, and its negative ELBO
 (an upper bound on -log beta(a|s)) scores the policy's actions:
     actor: -Q_1(s, pi(s)) / mean|Q_1| + lambda * (-ELBO(s, pi(s)))
-Defaults are CORL's `spot.py` for D4RL gym (reference code thuml/SPOT): VAE 750x750, latent
-2 * action_dim, beta 0.5, lr 1e-3, 100k VAE updates; TD3 with actor lr 1e-4, critic lr 3e-4,
-lambda 1.0; rewards scaled by 1000 / return range; states not normalised.
+Defaults are the authors' code for D4RL locomotion (thuml/SPOT main.py, SPOT.py, train_vae.py,
+configs/offline/*.yml), not CORL's spot.py (whose defaults are its AntMaze fine-tuning settings):
+VAE 750x750, latent 2 * action_dim, beta 0.5, lr 1e-3, 100k VAE updates; TD3 with actor and
+critic lr 3e-4, actor dropout 0.1; states normalised (for the VAE and TD3 alike), raw rewards.
+lambda is per dataset in the authors' configs (0.05 to 1.0); the default 1.0 is main.py's
+--lambd and offrl/train/presets/spot.json lists the per-dataset values.
+
+The actor's dropout is active whenever the reference's actor is in training mode: in the actor
+loss and in the target actor's next actions (its actor_target is a copy kept in training mode);
+`act` evaluates without it, as the reference's select_action does.
 
 The contract has one `update`, so pretraining is a phase of it: a step counter in the state
 selects, with `lax.cond`, a VAE-only update for the first `vae_steps` calls and the TD3 update
-(VAE frozen) after. Train for vae_steps + the TD3 budget.
+(VAE frozen) after. `pretraining_steps` tells the offline engine to run those vae_steps updates
+first, apart from `--steps` (which counts TD3 updates) and reported apart (summary.json
+`pretrain_steps`, pretrain_metrics.jsonl); an engine that does not ask simply spends its first
+vae_steps updates on the VAE.
 """
 
 from __future__ import annotations
@@ -34,24 +44,25 @@ PAPER = "Wu, Wu, Liu, Huang & Long 2022, Supported Policy Optimization for Offli
 
 @dataclass(frozen=True)
 class Config:
-    actor_learning_rate: float = 1e-4  # CORL spot
-    critic_learning_rate: float = 3e-4  # CORL spot
-    vae_learning_rate: float = 1e-3  # CORL spot
-    hidden_dims: tuple[int, ...] = (256, 256)  # TD3 networks
-    vae_hidden_dims: tuple[int, ...] = (750, 750)  # CORL spot: vae_hidden_dim 750
-    vae_latent_dim: int | None = None  # None: 2 * action_dim (CORL spot)
-    vae_steps: int = 100_000  # CORL spot: vae_iterations
-    beta: float = 0.5  # KL weight of the ELBO (CORL spot)
-    num_elbo_samples: int = 1  # latent samples per density estimate (CORL spot: num_samples)
-    support_weight: float = 1.0  # lambda (CORL spot: lambd)
+    actor_learning_rate: float = 3e-4  # thuml/SPOT main.py: --actor_lr None, so --lr 3e-4
+    critic_learning_rate: float = 3e-4  # thuml/SPOT main.py --lr
+    vae_learning_rate: float = 1e-3  # thuml/SPOT train_vae.py --lr
+    hidden_dims: tuple[int, ...] = (256, 256)  # TD3 networks (thuml/SPOT main.py --actor/critic_hidden_dim 256)
+    actor_dropout: float | None = 0.1  # thuml/SPOT main.py --actor_dropout 0.1
+    vae_hidden_dims: tuple[int, ...] = (750, 750)  # thuml/SPOT train_vae.py --hidden_dim 750
+    vae_latent_dim: int | None = None  # None: 2 * action_dim (thuml/SPOT train_vae.py)
+    vae_steps: int = 100_000  # thuml/SPOT train_vae.py --num_iters 1e5 (pretraining, apart from --steps)
+    beta: float = 0.5  # KL weight of the ELBO (thuml/SPOT main.py / train_vae.py --beta)
+    num_elbo_samples: int = 1  # latent samples per density estimate (thuml/SPOT main.py --num_samples)
+    support_weight: float = 1.0  # lambda: thuml/SPOT main.py --lambd; per dataset: offrl/train/presets/spot.json
     batch_size: int = 256
     discount: float = 0.99
     tau: float = 0.005
     policy_noise: float = 0.2
     noise_clip: float = 0.5
     policy_freq: int = 2
-    normalize_observations: bool = False  # CORL spot: normalize False
-    normalize_rewards: bool = True  # CORL spot: normalize_reward True (1000 / return range)
+    normalize_observations: bool = True  # thuml/SPOT main.py --normalize True; train_vae.py normalises too
+    normalize_rewards: bool = False  # thuml/SPOT main.py: raw rewards for locomotion
 
 
 @struct.dataclass
@@ -70,7 +81,7 @@ def init(key: jax.Array, spec: Spec, config: Config) -> State:
     observation = jnp.zeros((1, spec.observation_dim))
     action = jnp.zeros((1, spec.action_dim))
     vae = ConditionalVAE(spec.action_dim, config.vae_latent_dim or 2 * spec.action_dim, config.vae_hidden_dims)
-    actor = DeterministicPolicy(spec.action_dim, config.hidden_dims)
+    actor = DeterministicPolicy(spec.action_dim, config.hidden_dims, dropout_rate=config.actor_dropout)
     critic = CriticEnsemble(config.hidden_dims, num_critics=2)
     actor_params = actor.init(actor_key, observation)
     critic_params = critic.init(critic_key, observation, action)
@@ -83,6 +94,11 @@ def init(key: jax.Array, spec: Spec, config: Config) -> State:
         rng=rng,
         step=jnp.zeros((), jnp.int32),
     )
+
+
+def pretraining_steps(config: Config) -> int:
+    """Updates the offline engine runs before `--steps` (the VAE phase), see the module docstring."""
+    return config.vae_steps
 
 
 def negative_elbo(vae: TrainState, params: dict, observations, actions, key, config: Config) -> jax.Array:
@@ -102,11 +118,13 @@ def _vae_phase(state: State, batch: Batch, key: jax.Array, config: Config):
 
 
 def _td3_phase(state: State, batch: Batch, key: jax.Array, config: Config):
-    noise_key, elbo_key = jax.random.split(key)
+    noise_key, elbo_key, target_dropout_key, actor_dropout_key = jax.random.split(key, 4)
     noise = jnp.clip(
         jax.random.normal(noise_key, batch.actions.shape) * config.policy_noise, -config.noise_clip, config.noise_clip
     )
-    next_actions = jnp.clip(state.actor.apply_fn(state.actor_target, batch.next_observations) + noise, -1.0, 1.0)
+    # The reference's target actor runs in training mode, dropout included (module docstring).
+    target_actions = state.actor.apply_fn(state.actor_target, batch.next_observations, True, rngs={"dropout": target_dropout_key})
+    next_actions = jnp.clip(target_actions + noise, -1.0, 1.0)
     next_q = state.critic.apply_fn(state.critic_target, batch.next_observations, next_actions).min(axis=0)
     target_q = batch.rewards + config.discount * (1.0 - batch.dones) * next_q
 
@@ -119,7 +137,7 @@ def _td3_phase(state: State, batch: Batch, key: jax.Array, config: Config):
 
     def actor_step(_):
         def actor_loss_fn(params):
-            actions = state.actor.apply_fn(params, batch.observations)
+            actions = state.actor.apply_fn(params, batch.observations, True, rngs={"dropout": actor_dropout_key})
             q_pi = critic.apply_fn(critic.params, batch.observations, actions)[0]
             support_penalty = negative_elbo(state.vae, state.vae.params, batch.observations, actions, elbo_key, config)
             q_term = -q_pi.mean() / jax.lax.stop_gradient(jnp.abs(q_pi).mean())
