@@ -107,8 +107,8 @@ def test_d4rl_names_get_published_reference_scores(data_dir, tmp_path, make_data
     import_dataset(str(_npz(tmp_path, make_dataset, "plain", with_refs=False)), name)
     dataset = resolve_dataset(name)
     assert (dataset.metadata.ref_min_score, dataset.metadata.ref_max_score) == D4RL_REFERENCE_SCORES[env]
-    assert dataset.metadata.env_id == {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5",
-                                       "walker2d": "Walker2d-v5", "ant": "Ant-v5"}[env]
+    assert dataset.metadata.env_id == {"hopper": "Hopper-v4", "halfcheetah": "HalfCheetah-v4",
+                                       "walker2d": "Walker2d-v4", "ant": "Ant-v5"}[env]
     assert normalized_score(3234.3, *D4RL_REFERENCE_SCORES["hopper"]) == pytest.approx(100.0)
 
 

@@ -40,8 +40,19 @@ D4RL_REFERENCE_SCORES: dict[str, tuple[float, float]] = {
     "walker2d": (1.629008, 4592.3),
     "ant": (-325.6, 3879.7),
 }
-# The Gymnasium environments that today's offrl evaluates D4RL locomotion policies in.
-D4RL_ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5", "ant": "Ant-v5"}
+# The Gymnasium environments D4RL locomotion policies are evaluated in. Rule: the Gymnasium
+# version with the model and reward D4RL recorded on (gym's mujoco-py v3 envs), so that scores
+# compare with published ones. That is v4 (the same XML and reward, on the `mujoco` bindings):
+# - walker2d: Walker2d-v5 raised the right foot's friction from 0.9 to 1.9 (gymnasium
+#   walker2d_v5.py changelog), a different robot; v4 keeps 0.9.
+# - hopper: Hopper-v5 stops paying the healthy reward on the step that ends an episode; v4 pays it
+#   as v3 did (same model).
+# - halfcheetah: v4 and v5 share model and reward; v4 for the one rule.
+# - ant: no Gymnasium version matches. D4RL's ant has 111-dim observations whose contact forces
+#   are zero (mujoco-py 2.0) and no contact cost; Ant-v4 gives 27 dims (111 with
+#   use_contact_forces=True, but non-zero forces and a contact cost), Ant-v5 105 dims and a contact
+#   cost. Ant-v5 stays as the default; its scores are not comparable with published ones.
+D4RL_ENV_IDS = {"hopper": "Hopper-v4", "halfcheetah": "HalfCheetah-v4", "walker2d": "Walker2d-v4", "ant": "Ant-v5"}
 _D4RL_NAME = re.compile(
     r"^(?:d4rl/)?(?P<env>hopper|halfcheetah|walker2d|ant)[-_]"
     r"(?:random|medium|expert|medium[-_]replay|medium[-_]expert|full[-_]replay)(?:-v\d+)?$"
