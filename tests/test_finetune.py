@@ -1,5 +1,6 @@
 """The offline-to-online engine: batch composition, the offline data left alone, online terminals vs
-timeouts, UTD, WSRL's warm-up, fine-tuning settings, resume, and a real fine-tuning gain."""
+timeouts, UTD, WSRL's warm-up, fine-tuning settings, resume (bit-identical at an episode boundary
+with a real algorithm; a fresh episode mid-episode), and a real fine-tuning gain."""
 
 from __future__ import annotations
 
@@ -248,10 +249,104 @@ def test_resume_after_interruption_continues_from_the_checkpoint(marked_pendulum
     for name, values in saved.items():
         np.testing.assert_array_equal(result.buffer[name][:150], values)
     assert result.buffer_rows == 300
+    # Step 150 is mid-episode (Pendulum: 200 steps): the simulator's state was not saved, so the
+    # resume starts a fresh episode; the interrupted one stays a cut episode (no terminal, no timeout).
+    buffer = result.buffer
+    assert buffer["dones"][149] == 0 and buffer["timeouts"][149] == 0
+    assert not np.array_equal(buffer["next_observations"][149], buffer["observations"][150])
+    assert not buffer["timeouts"].any()  # uninterrupted: a timeout at row 199; the fresh episode ends at row 349
     assert [e["online_step"] for e in records(run, "eval.jsonl")] == [0, 150, 300]
     assert [m["online_step"] for m in records(run, "metrics.jsonl")] == [50, 100, 150, 200, 250, 300]
     again = resume_finetune(run, dataset=marked_pendulum, progress=False)  # finished: nothing to do
     assert again.summary == result.summary
+
+
+def state_bytes(state) -> bytes:
+    """An agent state (or a checkpoint's state dict) as msgpack bytes: equal bytes = same leaves,
+    values and dtypes."""
+    from flax import serialization
+
+    tree = state if isinstance(state, dict) else serialization.to_state_dict(jax.device_get(state))
+    return serialization.msgpack_serialize(tree)
+
+
+def without_wall_clock(rows):
+    return [{k: v for k, v in row.items() if k != "env_steps_per_second"} for row in rows]
+
+
+def test_resume_at_an_episode_boundary_restores_exactly_and_ends_bit_identical(tmp_path, monkeypatch):
+    """TD3+BC (32x32) fine-tuned on Pendulum-v1 for 400 online steps, checkpoints every 200 (one env:
+    Pendulum's 200-step episodes end exactly there). Run B is stopped at a deterministic point
+    (Ctrl-C from on_log at step 300, after the step-200 checkpoint) and resumed. B's checkpoint
+    equals the uninterrupted run A's at step 200 (parameters, optimiser states, key, buffer,
+    episode position, next actions, metric sums); the resume restores exactly that; and, as every
+    episode starts from a seeded reset, the whole of B equals A bit for bit on CPU. Logs every 150
+    steps, so the checkpoint falls inside a log line whose sums it must carry."""
+    from offrl.algos import td3_bc
+    from offrl.train.finetune import records as finetune_records
+
+    dataset = collect_episodes("Pendulum-v1", uniform_random, num_episodes=3, seed=0, name="pendulum-random")
+    dataset.metadata.ref_min_score, dataset.metadata.ref_max_score = -1200.0, -150.0
+    config = td3_bc.Config(hidden_dims=(32, 32), batch_size=64)
+    train_offline(td3_bc, config, dataset, TrainConfig(steps=50, log_every=50, eval_every=0, eval_episodes=1),
+                  tmp_path / "offline", progress=False)
+    online = FinetuneConfig(online_steps=400, eval_every=150, eval_episodes=1, log_every=150, checkpoint_every=200,
+                            exploration_noise=0.1, seed=3)
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    finetune(tmp_path / "offline", online, whole, dataset=dataset, progress=False)
+
+    def stop_at_300(log):
+        if log["online_step"] == 300:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(tmp_path / "offline", online, stopped, dataset=dataset, progress=False, on_log=stop_at_300)
+    assert [path.name for path in checkpoint_files(stopped / "checkpoints")] == ["step_000000200.msgpack"]
+    at_200 = [read_payload(run / "checkpoints/step_000000200.msgpack") for run in (stopped, whole)]
+    assert state_bytes(at_200[0]["state"]) == state_bytes(at_200[1]["state"])
+    np.testing.assert_array_equal(at_200[0]["key"], at_200[1]["key"])
+    engines = [payload["engine"] for payload in at_200]
+    assert sorted(engines[0]) == sorted(engines[1])
+    for name in engines[0]:
+        if name == "buffer":
+            for field_name, values in engines[0]["buffer"].items():
+                np.testing.assert_array_equal(values, engines[1]["buffer"][field_name])
+        elif name not in ("train_seconds", "wall_seconds"):
+            np.testing.assert_array_equal(engines[0][name], engines[1][name])
+    assert json.loads(engines[0]["episode_steps"]) == [0] and json.loads(engines[0]["env_episodes"]) == [1]
+    assert json.loads(engines[0]["metrics_sum"]) and engines[0]["metrics_count"] == 50  # steps 151-200
+
+    restored = {}
+    real_restore = finetune_records.restore
+
+    def spy(run, template, buffer, capacity):
+        point, buffer = real_restore(run, template, buffer, capacity)
+        restored.update(point=point, buffer=jax.device_get(buffer))  # host copies: the buffer is donated later
+        return point, buffer
+
+    monkeypatch.setattr(finetune_records, "restore", spy)
+    result = resume_finetune(stopped, dataset=dataset, progress=False)
+    point, expected = restored["point"], at_200[1]
+    assert point.step == 200 and state_bytes(point.state) == state_bytes(expected["state"])
+    np.testing.assert_array_equal(np.asarray(point.key), expected["key"])
+    np.testing.assert_array_equal(point.next_actions, expected["engine"]["next_actions"])
+    for name, values in restored["buffer"].items():
+        np.testing.assert_array_equal(values[:200], expected["engine"]["buffer"][name])
+        assert not np.any(values[200:])
+
+    assert result.summary["resumed_from_steps"] == [200]
+    finals = [read_payload(run / "checkpoints/step_000000400.msgpack") for run in (stopped, whole)]
+    assert state_bytes(finals[0]["state"]) == state_bytes(finals[1]["state"])
+    np.testing.assert_array_equal(finals[0]["key"], finals[1]["key"])
+    for name, values in finals[0]["engine"]["buffer"].items():
+        np.testing.assert_array_equal(values, finals[1]["engine"]["buffer"][name])
+    assert without_wall_clock(records(stopped, "metrics.jsonl")) == without_wall_clock(records(whole, "metrics.jsonl"))
+    assert (stopped / "eval.jsonl").read_text() == (whole / "eval.jsonl").read_text()
+    summaries = [json.loads((run / "summary.json").read_text()) for run in (stopped, whole)]
+    for key in ("status", "online_steps", "return_before", "return_after", "best_return", "best_step", "score_before",
+                "score_after", "best_score", "regret", "trainregret", "training_episodes", "updates"):
+        assert summaries[0][key] == summaries[1][key], key
+    assert summaries[0]["training_episodes"] == 2
 
 
 KILLED_CHILD = """

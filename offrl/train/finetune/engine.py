@@ -45,10 +45,15 @@ Run directory and resume. The fine-tuning run writes its own directory: config.j
 offline run (path, checkpoint file, step and SHA-256), the fine-tuning config and the resolved
 settings; eval.jsonl and metrics.jsonl carry `online_step`; summary.json the scores before and
 after, best, regret, online steps and wall time. Checkpoints hold the agent state (loadable by
-`offrl.load_policy` like any run), the key, the step, the filled part of the replay buffer and
-the evaluation history. `resume_finetune` continues from the latest valid one. The environments
-themselves cannot be checkpointed: a resumed run starts fresh episodes (the interrupted
-episode's transitions stay in the buffer), so it is not bit-identical to an uninterrupted run.
+`offrl.load_policy` like any run), the key, the step, the filled part of the replay buffer,
+the evaluation history, each sub-env's episode number and steps into it, the next actions and
+the metric sums of the log line in progress. `resume_finetune` continues from the latest valid
+one. Every training episode starts from a seeded reset (episode e of sub-env i: `episode_seed(seed,
+i, e)` in loop.py), so a resume from a checkpoint at an episode boundary (every sub-env's) is
+bit-identical on CPU to the uninterrupted run. The environments' physical state cannot be
+checkpointed: a resume from a mid-episode checkpoint restores everything above exactly but starts
+a fresh episode where the interrupted one was (its transitions stay in the buffer as a cut
+episode), so from there on it is a valid continuation, not the uninterrupted run (records.py).
 """
 
 from __future__ import annotations

@@ -5,6 +5,13 @@ place), runs `utd * num_envs` updates as one `lax.scan` on mixed batches and com
 exploratory actions. During a warm-up the call only inserts and acts: with the frozen policy, or
 uniformly at random when the agent starts untrained (RLPD's `start_training`). The host steps the
 environments, logs, evaluates and checkpoints (`records`) on the configured schedules.
+
+Every training episode starts from a seeded reset: episode e of sub-env i is reset with
+`episode_seed(seed, i, e)`, never from the environment's own autoreset stream. A run resumed from
+a checkpoint taken at an episode boundary therefore meets the same episodes as the uninterrupted
+run, and with the next actions and the metric sums stored in the checkpoint it continues bit for
+bit (on CPU). A checkpoint taken mid-episode cannot hold the simulator's physical state: see
+`records` for what such a resume does.
 """
 
 from __future__ import annotations
@@ -62,12 +69,24 @@ def train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run, 
         if name in PENDING:
             buffer[name] = jnp.full((capacity,), PENDING[name], jnp.float32)
     step, rows, evals, episode_returns, train_seconds, wall_before = 0, 0, [], [], 0.0, 0.0
+    env_episodes = [0] * num_envs  # the episode each sub-env is in (its reset seed: `episode_seed`)
+    metrics_sum: dict[str, float] = {}
+    metrics_count, next_actions = 0, None
     if resume:
         point, buffer = records.restore(run, template, buffer, capacity)
         if point is not None:
             state, key, step, rows = point.state, point.key, point.step, point.rows
             evals, episode_returns = point.evals, point.episode_returns
             train_seconds, wall_before = point.train_seconds, point.wall_seconds
+            metrics_sum, metrics_count = point.metrics_sum, point.metrics_count
+            if point.env_episodes is None:  # a checkpoint written before episodes were seeded
+                env_episodes = [len(episode_returns) + 1] * num_envs
+            else:
+                # A sub-env stopped mid-episode starts its next episode; one at a boundary starts the
+                # episode it was about to start. All at a boundary: the stored next actions too.
+                env_episodes = [count + (steps > 0) for count, steps in zip(point.env_episodes, point.episode_steps)]
+                if not any(point.episode_steps):
+                    next_actions = point.next_actions
 
     low, high = normalizer.action_low, normalizer.action_high
     mean, std = normalizer.observation_mean, normalizer.observation_std
@@ -137,8 +156,7 @@ def train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run, 
             f"Environment {env_id!r} has observation shape {envs.single_observation_space.shape} and action shape "
             f"{envs.single_action_space.shape}; expected ({spec.observation_dim},) and ({spec.action_dim},) like the dataset."
         )
-    metrics_sum: dict[str, float] = {}
-    metrics_count, pending, last_metrics = 0, [], {}
+    pending, last_metrics = [], {}
     episode_globals = [[] for _ in range(num_envs)]  # global insert index of each row of the running episode
     episode_rewards = [[] for _ in range(num_envs)]  # its scaled rewards (for extra fields)
     running_returns = np.zeros(num_envs)
@@ -151,10 +169,11 @@ def train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run, 
             if not evals:
                 evals.append(evaluate(state, 0))
                 bar.report_eval(evals[-1])
-            observations_raw, _ = envs.reset(seed=finetune.seed + step)
+            observations_raw, _ = envs.reset(seed=[episode_seed(finetune.seed, i, env_episodes[i]) for i in range(num_envs)])
             observations = normalize(observations_raw.astype(np.float32))
-            actions, key = first_jit(state, observations, key, step >= warmup)
-            actions = np.asarray(actions)
+            if next_actions is None:
+                actions, key = first_jit(state, observations, key, step >= warmup)
+            actions = np.asarray(actions if next_actions is None else next_actions, np.float32)
             next_eval = (step // finetune.eval_every + 1) * finetune.eval_every if finetune.eval_every else None
             next_log = (step // finetune.log_every + 1) * finetune.log_every
             next_checkpoint = ((step // finetune.checkpoint_every + 1) * finetune.checkpoint_every
@@ -162,6 +181,11 @@ def train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run, 
             bar.advance(step, {})
             while step < total:
                 transitions, next_raw, done, raw_rewards = step_envs(envs, observations_raw, actions, low, high)
+                if done.any():  # the autoreset's start is replaced by a seeded one
+                    for i in np.flatnonzero(done):
+                        env_episodes[i] += 1
+                    seeds = [episode_seed(finetune.seed, i, env_episodes[i]) if done[i] else None for i in range(num_envs)]
+                    next_raw = envs.reset(seed=seeds, options={"reset_mask": np.asarray(done, bool)})[0].astype(np.float32)
                 transitions["observations"] = observations
                 transitions["next_observations"] = normalize(transitions["next_observations"])
                 transitions["rewards"] = transitions["rewards"] * reward_scale
@@ -199,11 +223,7 @@ def train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run, 
                     episode_globals[i], episode_rewards[i] = [], []
 
                 if pending and (len(pending) >= 100 or step >= next_log or step >= total):
-                    for record in jax.device_get(pending):
-                        for name, value in record.items():
-                            metrics_sum[name] = metrics_sum.get(name, 0.0) + float(value)
-                    metrics_count += len(pending)
-                    pending = []
+                    metrics_count, pending = add_metrics(metrics_sum, metrics_count, pending), []
                 if step >= next_log or step >= total:
                     next_log += finetune.log_every
                     last_metrics = {name: value / max(metrics_count, 1) for name, value in metrics_sum.items()}
@@ -226,8 +246,13 @@ def train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run, 
                 if next_checkpoint is not None and step >= next_checkpoint or step >= total:
                     while next_checkpoint is not None and next_checkpoint <= step:
                         next_checkpoint += finetune.checkpoint_every
-                    last_checkpoint = records.save(run, step, state, key, buffer, rows, capacity, evals, episode_returns,
-                                                   train_seconds, wall_before + time.perf_counter() - started)
+                    # The sums of the log line in progress go into the checkpoint (added in the same order).
+                    metrics_count, pending = add_metrics(metrics_sum, metrics_count, pending), []
+                    last_checkpoint = records.save(
+                        run, step, state, key, buffer, rows, capacity, evals, episode_returns, train_seconds,
+                        wall_before + time.perf_counter() - started, records.EpisodePosition(
+                            env_episodes=list(env_episodes), episode_steps=[len(indices) for indices in episode_globals],
+                            next_actions=actions, metrics_sum=dict(metrics_sum), metrics_count=metrics_count))
                 bar.advance(step, last_metrics)
     finally:
         envs.close()
@@ -239,6 +264,19 @@ def train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run, 
     host_buffer = {name: np.asarray(values)[:filled] for name, values in jax.device_get(buffer).items()}
     return records.FinetuneResult(run.path, Policy(algo, state, normalizer), summary, state, settings, offline,
                           host_buffer, rows)
+
+
+def add_metrics(metrics_sum: dict[str, float], count: int, pending: list) -> int:
+    """Add the per-step metrics in `pending` to `metrics_sum` (in order); return the new count."""
+    for record in jax.device_get(pending):
+        for name, value in record.items():
+            metrics_sum[name] = metrics_sum.get(name, 0.0) + float(value)
+    return count + len(pending)
+
+
+def episode_seed(seed: int, env_index: int, episode: int) -> int:
+    """The reset seed of episode `episode` of sub-env `env_index` in a run with seed `seed`."""
+    return int(np.random.SeedSequence((seed, env_index, episode)).generate_state(1)[0])
 
 
 def write_episode_field(write_jit, buffer, name, globals_, scaled_rewards, terminal, rows, capacity, config):

@@ -1,9 +1,24 @@
 """The fine-tuning run's records: config.json (what the run started from), checkpoints (agent,
-key, step, the filled part of the replay buffer, the evaluation history), summary.json (scores
-before and after, regret), and the guard that marks a run failed, interrupted or diverged.
+key, step, the filled part of the replay buffer, the evaluation history, where each sub-env is in
+its episodes), summary.json (scores before and after, regret), and the guard that marks a run
+failed, interrupted or diverged.
 
-The environments cannot be checkpointed: a resumed run starts fresh episodes (the interrupted
-episode's transitions stay in the buffer), so it is not bit-identical to an uninterrupted run.
+What a resume restores, and when it is exact. A checkpoint restores the agent state (parameters,
+optimiser states, target networks, counters), the engine key, the step, the filled part of the
+replay buffer, the evaluation history, the training-episode returns and the metric sums of the
+log line in progress, all exactly. The simulator's physical state cannot be checkpointed in
+general, so the environments are reset on resume, each sub-env from its seeded episode reset
+(`loop.episode_seed`):
+- checkpoint at an episode boundary of every sub-env (Pendulum's 200-step episodes with
+  checkpoint_every a multiple of 200 and one env): the resumed run starts the very episodes the
+  uninterrupted run started, with the same next actions (stored), so on CPU the whole run is
+  bit-identical to the uninterrupted one: buffer, parameters, metrics, evaluations, scores;
+- checkpoint mid-episode: the interrupted episode cannot be continued. The resumed run starts a
+  fresh episode instead (the next seed of that sub-env); the interrupted episode's transitions
+  stay in the buffer as a cut episode (neither a termination nor a timeout, so they bootstrap),
+  its return is not counted, and fields known only at an episode's end (Cal-QL's mc_returns)
+  keep their placeholder for those rows. Everything restored above is still exact; what follows
+  is a valid continuation, not the uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -84,6 +99,24 @@ class ResumePoint:
     episode_returns: list[float]
     train_seconds: float
     wall_seconds: float
+    metrics_sum: dict[str, float] = field(default_factory=dict)
+    metrics_count: int = 0
+    env_episodes: list[int] | None = None  # None: a checkpoint written before episodes were seeded
+    episode_steps: list[int] | None = None
+    next_actions: np.ndarray | None = None
+
+
+@dataclass
+class EpisodePosition:
+    """Where the loop stands at a checkpoint, beyond the agent: each sub-env's episode number and
+    steps into it (0: at a boundary), the actions already chosen for the next step and the metric
+    sums of the log line in progress."""
+
+    env_episodes: list[int]
+    episode_steps: list[int]
+    next_actions: np.ndarray
+    metrics_sum: dict[str, float]
+    metrics_count: int
 
 
 def restore(run: RunDirectory, template: Any, buffer: dict[str, jax.Array], capacity: int
@@ -101,7 +134,13 @@ def restore(run: RunDirectory, template: Any, buffer: dict[str, jax.Array], capa
             episode_returns=json.loads(engine.get("episode_returns", "[]")),
             train_seconds=float(engine.get("train_seconds", 0.0)),
             wall_seconds=float(engine.get("wall_seconds", 0.0)),
+            metrics_sum=json.loads(engine.get("metrics_sum", "{}")),
+            metrics_count=int(engine.get("metrics_count", 0)),
         )
+        if "env_episodes" in engine:
+            point.env_episodes = [int(n) for n in json.loads(engine["env_episodes"])]
+            point.episode_steps = [int(n) for n in json.loads(engine["episode_steps"])]
+            point.next_actions = np.asarray(engine["next_actions"], np.float32)
         saved, filled = engine["buffer"], min(rows, capacity)
         buffer = {name: values.at[:filled].set(jnp.asarray(saved[name][:filled])) for name, values in buffer.items()}
     step = point.step if point else 0
@@ -116,7 +155,8 @@ def restore(run: RunDirectory, template: Any, buffer: dict[str, jax.Array], capa
 
 
 def save(run: RunDirectory, step: int, state: Any, key: jax.Array, buffer: dict[str, jax.Array], rows: int,
-         capacity: int, evals: list, episode_returns: list, train_seconds: float, wall_seconds: float) -> Path:
+         capacity: int, evals: list, episode_returns: list, train_seconds: float, wall_seconds: float,
+         position: EpisodePosition) -> Path:
     """A checkpoint with the filled part of the buffer; keeps the newest CHECKPOINTS_KEPT."""
     filled = min(rows, capacity)
     host = jax.device_get({name: values[:filled] for name, values in buffer.items()})
@@ -127,6 +167,12 @@ def save(run: RunDirectory, step: int, state: Any, key: jax.Array, buffer: dict[
         "wall_seconds": wall_seconds,
         "buffer_rows": rows,
         "buffer": {name: np.asarray(values) for name, values in host.items()},
+        "env_episodes": json.dumps(position.env_episodes),
+        "episode_steps": json.dumps(position.episode_steps),
+        "next_actions": np.asarray(position.next_actions, np.float32),
+        # JSON keeps each float64 sum exactly (shortest round-trip repr).
+        "metrics_sum": json.dumps(position.metrics_sum),
+        "metrics_count": position.metrics_count,
     })
     for old in checkpoint_files(run.checkpoints)[:-CHECKPOINTS_KEPT]:
         old.unlink(missing_ok=True)
