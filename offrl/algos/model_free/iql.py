@@ -4,7 +4,8 @@ Never queries actions outside the dataset: V is an expectile of Q over dataset a
 Q regresses r + gamma * V(s'), and the policy is extracted by advantage-weighted regression.
 Defaults are the paper's D4RL locomotion settings (reference code ikostrikov/implicit_q_learning,
 configs/mujoco_config.py): expectile 0.7, temperature 3.0, cosine-decayed actor learning rate,
-rewards scaled by 1000 / (max episode return - min episode return).
+rewards scaled by 1000 / (max episode return - min episode return); states are standardised as in
+CORL's iql.py (the authors' code leaves them raw, which costs a lot at small budgets).
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ class Config:
     expectile: float = 0.7  # locomotion setting (0.9 for AntMaze)
     temperature: float = 3.0  # inverse temperature beta of the advantage weights
     max_advantage_weight: float = 100.0  # exp(beta * A) is clipped here (reference code)
-    actor_decay_steps: int = 1_000_000  # cosine schedule length for the actor learning rate
-    normalize_observations: bool = False  # the reference code does not normalise states
+    actor_decay_steps: int = 1_000_000  # cosine length: ikostrikov learner.py int(1e6); CORL decays over max_timesteps (1M)
+    # CORL iql.py (TrainConfig.normalize = True in every configs/offline/iql/*.yaml) standardises states;
+    # ikostrikov/implicit_q_learning does not. At 10k updates on HalfCheetah data that choice alone is
+    # ~12 normalised points (benchmarks/iql_small_budget.md), and CORL's own IQL loses the same without it.
+    normalize_observations: bool = True
     normalize_rewards: bool = True  # r * 1000 / (max_return - min_return), locomotion
 
 
