@@ -1,99 +1,108 @@
-"""Shared data fixtures: small random datasets and exact comparisons of datasets."""
+"""Session set-up for the whole suite, then shared fixtures.
+
+At import, before anything imports JAX (this module is the first the test processes load):
+- one temporary directory per pytest session (shared by the xdist workers and by the processes
+  tests start: they inherit the environment) holds a persistent JAX compilation cache, so that a
+  program compiled once (a tiny network's update, the same engine program in another test, a CLI
+  subprocess, a Ray or spawned worker) is loaded instead of compiled again, and matplotlib's
+  configuration cache; it is removed when the session ends;
+- under xdist, XLA and Eigen use one thread per worker: the workers already share the cores;
+- hypothesis runs derandomised, with no example database, everywhere (CI and local alike).
+
+Every test then runs in its own temporary working directory, with the data, Minari and Ray
+directories pointed into temporary directories too (`isolated`): nothing is read from or written
+to the home directory or the checkout.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+import atexit
+import os
+import shutil
+import tempfile
 
-import numpy as np
-import pytest
-
-from offrl.data.dataset import Dataset, DatasetMetadata
-
-ARRAY_FIELDS = (
-    "observations",
-    "actions",
-    "rewards",
-    "next_observations",
-    "terminals",
-    "timeouts",
-    "episode_starts",
-)
+_SESSION_DIR_ENV = "OFFRL_TEST_SESSION_DIR"
 
 
-def make_random_dataset(
-    episode_lengths: Sequence[int],
-    obs_dim: int = 3,
-    action_dim: int = 2,
-    seed: int = 0,
-    ends: Sequence[str] | None = None,
-    metadata: DatasetMetadata | None = None,
-) -> Dataset:
-    """A dataset of random, continuous episodes.
-
-    `ends[i]` says how episode i ends: "terminal", "timeout" or "none" (cut without a flag, like
-    a trailing partial episode). By default episodes alternate terminal/timeout and, with three
-    or more episodes, the last one is a trailing partial episode. Within an episode
-    `next_observations[t] == observations[t + 1]`; every observation is distinct, so any shift
-    across rows or episodes is visible. Actions lie in [-1, 1], the default metadata's bounds.
-    """
-    rng = np.random.default_rng(seed)
-    count = len(episode_lengths)
-    if ends is None:
-        ends = [("terminal", "timeout")[i % 2] for i in range(count)]
-        if count >= 3:
-            ends[-1] = "none"
-    assert len(ends) == count and all(e in ("terminal", "timeout", "none") for e in ends)
-    observations, next_observations, terminals, timeouts = [], [], [], []
-    for length, end in zip(episode_lengths, ends):
-        rows = rng.normal(size=(length + 1, obs_dim)).astype(np.float32)
-        observations.append(rows[:-1])
-        next_observations.append(rows[1:])
-        last = np.arange(length) == length - 1
-        terminals.append(last & (end == "terminal"))
-        timeouts.append(last & (end == "timeout"))
-    n = int(sum(episode_lengths))
-    if metadata is None:
-        metadata = DatasetMetadata(
-            name="random",
-            env_id=None,
-            ref_min_score=-12.5,
-            ref_max_score=250.25,
-            action_low=-np.ones(action_dim, np.float32),
-            action_high=np.ones(action_dim, np.float32),
-            provenance={"maker": "make_random_dataset", "seed": seed, "episode_lengths": list(episode_lengths)},
-        )
-    return Dataset(
-        observations=np.concatenate(observations),
-        actions=rng.uniform(-1, 1, size=(n, action_dim)).astype(np.float32),
-        rewards=rng.normal(size=n).astype(np.float32),
-        next_observations=np.concatenate(next_observations),
-        terminals=np.concatenate(terminals),
-        timeouts=np.concatenate(timeouts),
-        episode_starts=np.concatenate([[0], np.cumsum(episode_lengths)[:-1]]).astype(np.int64),
-        metadata=metadata,
-    )
+def _session_directory() -> str:
+    """The session's temporary directory: made by the session's first process (plain pytest or
+    the xdist controller, which starts its workers after loading this file), inherited by the rest."""
+    directory = os.environ.get(_SESSION_DIR_ENV)
+    if directory and os.path.isdir(directory):
+        return directory
+    directory = tempfile.mkdtemp(prefix="offrl-tests-")
+    os.environ[_SESSION_DIR_ENV] = directory
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
-def assert_same_arrays(actual: Dataset, expected: Dataset) -> None:
-    """Every array field equal, bit for bit, with the same dtype."""
-    for name in ARRAY_FIELDS:
-        a, e = getattr(actual, name), getattr(expected, name)
-        assert a.dtype == e.dtype, f"{name}: dtype {a.dtype} != {e.dtype}"
-        assert a.shape == e.shape, f"{name}: shape {a.shape} != {e.shape}"
-        assert np.array_equal(a.view(np.uint8), e.view(np.uint8)), f"{name} differs"
+def _configure_environment() -> None:
+    session = _session_directory()
+    # JAX reads these from the environment when it is imported; child processes inherit them.
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(session, "jax-cache")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # cache small programs too
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"  # whatever their size
+    try:
+        import filelock  # noqa: F401 - a size limit makes JAX lock entries, so processes can share the cache safely
+    except ImportError:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(session, f"jax-cache-{os.getpid()}")
+    else:
+        os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(8 * 2**30)
+    os.environ["MPLCONFIGDIR"] = os.path.join(session, "matplotlib")
+    # Outside any test (collection, session fixtures) the data directories are the session's;
+    # `isolated` gives each test its own.
+    os.environ.update(_SESSION_DIRS)
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
 
 
-def assert_aligned(dataset: Dataset) -> None:
-    """next_obs[t] == obs[t + 1] inside every episode; end flags only on last steps."""
-    ends = dataset.episode_ends
-    for start, end in zip(dataset.episode_starts, ends):
-        np.testing.assert_array_equal(
-            dataset.next_observations[start : end - 1], dataset.observations[start + 1 : end]
-        )
-        assert not np.any(dataset.terminals[start : end - 1])
-        assert not np.any(dataset.timeouts[start : end - 1])
-    assert not np.any(dataset.terminals & dataset.timeouts)
+_SESSION_DIRS = {"OFFRL_DATA_DIR": os.path.join(_session_directory(), "offrl_data"),
+                 "MINARI_DATASETS_PATH": os.path.join(_session_directory(), "minari_datasets")}
+_configure_environment()
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+from dataset_helpers import assert_aligned, assert_same_arrays, make_random_dataset  # noqa: E402
+from offrl.algos import ALGORITHMS  # noqa: E402
+from offrl.data.dataset import Dataset  # noqa: E402
+
+settings.register_profile("offrl", derandomize=True, database=None, deadline=None)
+settings.load_profile("offrl")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Each test runs in its own temporary working directory (a default `runs/` lands there),
+    with offrl's data directory, Minari's datasets and Ray's session files in temporary
+    directories of their own (outside `tmp_path`, which tests may list). A directory that a
+    module- or session-scoped fixture has already pointed elsewhere (a suite generated once for
+    a module) is left as that fixture set it."""
+    monkeypatch.chdir(tmp_path)
+    private = tmp_path_factory.mktemp("env")
+    for variable, name in (("OFFRL_DATA_DIR", "offrl_data"), ("MINARI_DATASETS_PATH", "minari_datasets")):
+        if os.environ.get(variable) == _SESSION_DIRS[variable]:
+            monkeypatch.setenv(variable, str(private / name))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's socket paths must stay under 107 bytes: a short directory, not one under tmp_path.
+    ray_dir = tempfile.mkdtemp(prefix="ray-")
+    monkeypatch.setenv("RAY_TMPDIR", ray_dir)
+    yield tmp_path
+    shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=sorted(ALGORITHMS))
+def small_algorithm(request):
+    """Each offline algorithm with tiny networks, its data and its fused update compiled once per
+    test process (reliability_helpers.SmallAlgorithm); tests that take it run once per algorithm."""
+    from reliability_helpers import small_algorithm
+
+    return small_algorithm(request.param)
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 
 from offrl.algos import ALGORITHMS, bc, iql, td3_bc
-from offrl.data.transforms import fit_normalizer
 from offrl.nets.policies import gaussian_log_prob
 from offrl.types import Batch, Spec
 
-from dataset_helpers import make_random_dataset
 
 
 def random_batch(n=64, obs_dim=4, action_dim=2, seed=0):
@@ -89,25 +87,20 @@ def test_bc_loss_is_mean_squared_error_of_actions():
     np.testing.assert_allclose(float(metrics["actor_loss"]), float(jnp.mean((predicted - batch.actions) ** 2)), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
-def test_contract(name):
-    """Config is frozen; update is pure (same inputs, same outputs); act is batched and in [-1, 1]."""
-    algo = ALGORITHMS[name]
-    config = algo.Config(hidden_dims=(16, 16))
+def test_contract(small_algorithm):
+    """Config is frozen; update is pure (same inputs, same outputs, here through the engine's fused
+    program); act is batched and in [-1, 1]."""
+    setup = small_algorithm
+    algo = setup.algo
     with pytest.raises(Exception):
-        config.batch_size = 1  # frozen dataclass
-    state = algo.init(jax.random.PRNGKey(0), Spec(4, 2), config)
-    batch = random_batch()
-    if hasattr(algo, "sample"):  # an algorithm that draws its own batches (e.g. DT's windows)
-        dataset = make_random_dataset([30, 20, 14], obs_dim=4, action_dim=2)
-        normalizer = fit_normalizer(dataset, config.normalize_observations, config.normalize_rewards)
-        batch = algo.sample(algo.training_data(dataset, normalizer, config), jax.random.PRNGKey(2), config)
-    update = jax.jit(lambda s: algo.update(s, batch, config))
-    _, metrics_a = update(state)
-    _, metrics_b = update(state)
+        setup.config.batch_size = 1  # frozen dataclass
+    state = setup.init()
+    state_a, metrics_a = setup.fused(state, setup.data, setup.train_key)
+    state_b, metrics_b = setup.fused(state, setup.data, setup.train_key)
     assert {k: float(v) for k, v in metrics_a.items() if np.isfinite(v)} == {k: float(v) for k, v in metrics_b.items() if np.isfinite(v)}
-    observations = random_batch().observations
+    jax.tree.map(np.testing.assert_array_equal, state_a, state_b)
+    observations = random_batch(obs_dim=setup.dataset.spec.observation_dim).observations
     for deterministic in (True, False):
-        actions = algo.act(state, observations * 100, jax.random.PRNGKey(1), deterministic)
-        assert actions.shape == (64, 2) and float(jnp.abs(actions).max()) <= 1.0
-    assert algo.NAME == name and algo.DESCRIPTION and algo.PAPER
+        actions = algo.act(state_a, observations * 100, jax.random.PRNGKey(1), deterministic)
+        assert actions.shape == (64, setup.dataset.spec.action_dim) and float(jnp.abs(actions).max()) <= 1.0
+    assert algo.NAME == setup.name and algo.DESCRIPTION and algo.PAPER

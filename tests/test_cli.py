@@ -219,7 +219,7 @@ def test_datasets_make_help_lists_levels_meanings_and_defaults(capsys):
     for level in LEVELS:  # every level the recipe makes, each with what it means
         (line,) = [line for line in levels.splitlines() if line.split()[:1] == [level]]
         assert len(line.split()) > 3, line
-    assert f"(default: {','.join(LEVELS)})" in "".join(help_text.split())
+    assert f"(default:{','.join(LEVELS)})" in "".join(help_text.split())  # help wraps lines
     # Every flag shows its default; the seed's is make_suite's own.
     options = help_text.split("options:")[1].split("\nlevels:")[0]
     entries = re.split(r"\n  (?=-)", options)[1:]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -19,6 +23,39 @@ SHORT = TrainConfig(steps=200, eval_every=100, log_every=50, checkpoint_every=10
 
 def small_config(algo):
     return algo.Config(hidden_dims=(32, 32), batch_size=64)
+
+
+@dataclass(frozen=True)
+class SmallAlgorithm:
+    """One algorithm with tiny networks on a small random dataset (observations 4-d, actions 2-d),
+    its data laid out as the engine lays it out, and its fused update (10 updates per call)
+    compiled once per test process: the contract and determinism loops over every algorithm share it."""
+
+    name: str
+    algo: ModuleType
+    config: Any
+    dataset: Dataset
+    data: Any
+    fused: Callable  # jitted fused(state, data, key) -> (state, metrics)
+    init_key: jax.Array
+    train_key: jax.Array
+
+    def init(self):
+        return self.algo.init(self.init_key, self.dataset.spec, self.config)
+
+
+@functools.cache
+def small_algorithm(name: str) -> SmallAlgorithm:
+    from offrl.algos import get_algorithm
+    from offrl.train.fused import make_fused_update
+    from offrl.train.offline import prepare
+
+    algo = get_algorithm(name)
+    config = small_config(algo)
+    dataset = make_random_dataset([200, 150, 120, 80], obs_dim=4, action_dim=2, seed=5)
+    _, data = prepare(algo, config, dataset, None)  # the engine's own layout (transitions, or DT's windows)
+    init_key, train_key = jax.random.split(jax.random.PRNGKey(11))
+    return SmallAlgorithm(name, algo, config, dataset, data, jax.jit(make_fused_update(algo, config, 10)), init_key, train_key)
 
 
 def pendulum_shaped_dataset(seed: int = 0, episodes: int = 8) -> Dataset:
