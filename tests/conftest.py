@@ -7,7 +7,8 @@ At import, before anything imports JAX (this module is the first the test proces
   subprocess, a Ray or spawned worker) is loaded instead of compiled again, and matplotlib's
   configuration cache; it is removed when the session ends;
 - under xdist, XLA and Eigen use one thread per worker: the workers already share the cores;
-- hypothesis runs derandomised, with no example database, everywhere (CI and local alike).
+- hypothesis runs derandomised, with no example database, everywhere (CI and local alike), and
+  without a deadline (a first call that compiles takes seconds on a busy machine).
 
 Every test then runs in its own temporary working directory, with the data, Minari and Ray
 directories pointed into temporary directories too (`isolated`): nothing is read from or written
