@@ -34,7 +34,6 @@ import numpy as np
 from offrl.algos import get_algorithm
 from offrl.data.dataset import Dataset
 from offrl.data.filtering import filter_top_episodes
-from offrl.data.fingerprint import dataset_fingerprint
 from offrl.data.load import load_dataset
 from offrl.data.registry import resolve_dataset
 from offrl.data.transforms import fit_normalizer, training_arrays
@@ -50,8 +49,8 @@ from offrl.train.fused import make_fused_update
 from offrl.train.policy import Policy
 from offrl.train.progress import TrainingProgress
 from offrl.train.run_dir import RunDirectory
+from offrl.train.run_record import common_record
 from offrl.train.seed_axis import resolve_seed_axis, seed_axis
-from offrl.version import __version__
 
 
 @dataclass(frozen=True)
@@ -134,20 +133,8 @@ def check_training_inputs(algo_config: Any, dataset: Dataset, train: TrainConfig
 def run_record(algo: ModuleType, algo_config: Any, dataset: Dataset, train: TrainConfig, env_id: str,
                normalizer, dataset_reference: dict[str, Any] | None) -> dict[str, Any]:
     """config.json: everything needed to rerun (and to refuse resuming a different) run."""
-    return {
-        "algorithm": algo.NAME,
-        "algorithm_config": config_to_json(algo_config),
-        "train": config_to_json(train),
-        "env_id": env_id,
-        "dataset": dataset_reference or {"name": dataset.metadata.name, "source": dataset.metadata.source},
-        "dataset_metadata": dataset.metadata.to_json(),
-        "dataset_fingerprint": dataset_fingerprint(dataset),
-        "spec": {"observation_dim": dataset.spec.observation_dim, "action_dim": dataset.spec.action_dim},
-        "normalizer": normalizer.to_json(),
-        "offrl_version": __version__,
-        "jax_version": jax.__version__,
-        "device": str(jax.devices()[0]),
-    }
+    return {**common_record(algo, algo_config, env_id, dataset, dataset_reference, normalizer),
+            "train": config_to_json(train)}
 
 
 def train_offline(

@@ -46,8 +46,8 @@ from offrl.train.divergence import DivergenceError
 from offrl.train.finetune.settings import EngineSettings, FinetuneConfig, init_state
 from offrl.train.policy import Policy
 from offrl.train.run_dir import RunDirectory
+from offrl.train.run_record import common_record
 from offrl.types import Spec
-from offrl.version import __version__
 
 CHECKPOINTS_KEPT = 2  # each holds the replay buffer, so older ones are deleted
 
@@ -70,20 +70,10 @@ def run_record(algo, algo_config, finetune_config: FinetuneConfig, settings: Eng
     """config.json of a fine-tuning run: everything needed to rerun or resume it."""
     return {
         "kind": "finetune",
-        "algorithm": algo.NAME,
-        "algorithm_config": config_to_json(algo_config),
+        **common_record(algo, algo_config, env_id, dataset, dataset_reference, normalizer),
         "finetune": config_to_json(finetune_config),
         "settings": dataclasses.asdict(settings),
         "offline_run": source,  # None: trained from scratch with the dataset as prior data
-        "env_id": env_id,
-        "dataset": dataset_reference or {"name": dataset.metadata.name, "source": dataset.metadata.source},
-        "dataset_metadata": dataset.metadata.to_json(),
-        "dataset_fingerprint": dataset_fingerprint(dataset),
-        "spec": {"observation_dim": dataset.spec.observation_dim, "action_dim": dataset.spec.action_dim},
-        "normalizer": normalizer.to_json(),
-        "offrl_version": __version__,
-        "jax_version": jax.__version__,
-        "device": str(jax.devices()[0]),
     }
 
 
