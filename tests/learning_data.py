@@ -4,6 +4,11 @@
 episode is the noisy scripted controller (about -150 to -250), the others are uniform random
 actions (about -1200). Behaviour cloning on all of it imitates mostly noise; the data holds
 good episodes to select (%BC) or to condition on (Decision Transformer).
+
+`narrow_controller_pendulum`: 40 episodes of the scripted controller with N(0, 0.1) torque noise
+(mean return about -148): good but narrow data, whose actions cover a thin band of the action
+range. An actor that follows an unpenalised critic leaves that band for actions the critic has
+never seen; the conservative penalty (CQL, Cal-QL) is what keeps it there.
 """
 
 from __future__ import annotations
@@ -33,3 +38,10 @@ def two_quality_pendulum(references: tuple[float, float], num_episodes: int = 40
 
 def good_episode_mask(dataset: Dataset) -> np.ndarray:
     return np.arange(dataset.num_episodes) % GOOD_EVERY == 0
+
+
+def narrow_controller_pendulum(references: tuple[float, float], num_episodes: int = 40) -> Dataset:
+    dataset = collect_episodes("Pendulum-v1", mixed_quality(0.0, noise=0.1), num_episodes=num_episodes, seed=0,
+                               name="pendulum-narrow-controller-v0")
+    dataset.metadata.ref_min_score, dataset.metadata.ref_max_score = references
+    return dataset
