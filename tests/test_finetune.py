@@ -344,7 +344,7 @@ def test_resume_at_an_episode_boundary_restores_exactly_and_ends_bit_identical(t
     assert (stopped / "eval.jsonl").read_text() == (whole / "eval.jsonl").read_text()
     summaries = [json.loads((run / "summary.json").read_text()) for run in (stopped, whole)]
     for key in ("status", "online_steps", "return_before", "return_after", "best_return", "best_step", "score_before",
-                "score_after", "best_score", "regret", "trainregret", "training_episodes", "updates"):
+                "score_after", "best_score", "regret", "train_regret", "training_episodes", "updates"):
         assert summaries[0][key] == summaries[1][key], key
     assert summaries[0]["training_episodes"] == 2
 

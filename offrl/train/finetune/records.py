@@ -234,7 +234,7 @@ def finetune_summary(evals, episode_returns, meta, has_reference, step, settings
         "score_after": after.get("normalized_score"),
         "best_score": best.get("normalized_score"),
         "regret": None,
-        "trainregret": None,
+        "train_regret": None,
         "training_episodes": len(episode_returns),
         "updates": max(0, step - settings.warmup_steps) * settings.utd,
         "compile_seconds": compile_seconds,
@@ -244,6 +244,6 @@ def finetune_summary(evals, episode_returns, meta, has_reference, step, settings
     }
     if has_reference:
         summary["regret"] = regret([record["normalized_score"] for record in online_evals])
-        summary["trainregret"] = regret(list(normalized_score(episode_returns, meta.ref_min_score, meta.ref_max_score))
+        summary["train_regret"] = regret(list(normalized_score(episode_returns, meta.ref_min_score, meta.ref_max_score))
                                           if episode_returns else [])
     return summary
