@@ -19,7 +19,7 @@ from offrl.train.extra_fields import offline_extra_arrays
 from offrl.train.finetune import FinetuneConfig, train_with_prior_data
 from offrl.types import Batch, Spec
 
-from conftest import make_random_dataset
+from dataset_helpers import make_random_dataset
 from scripted import uniform_random
 
 

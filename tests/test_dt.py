@@ -16,7 +16,7 @@ from offrl.errors import ConfigError
 from offrl.train.policy import Policy
 from offrl.types import Spec
 
-from conftest import make_random_dataset
+from dataset_helpers import make_random_dataset
 
 SPEC = Spec(observation_dim=3, action_dim=2)
 # Small and without dropout, so outputs are deterministic; a high learning rate so that a few

@@ -5,7 +5,6 @@ with a real algorithm; a fresh episode mid-episode), and a real fine-tuning gain
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -30,50 +29,9 @@ from offrl.train.finetune import (
     train_with_prior_data,
 )
 from offrl.train.offline import TrainConfig, train_offline
-from offrl.types import Spec
+from probe_algorithm import MARKER, ProbeConfig, probe
 
 from scripted import uniform_random
-
-MARKER = 100.0  # offline observations carry this in their last coordinate; no env observation does
-
-
-# A probe algorithm: no learning, it only reports what its batches contain and counts its updates.
-@dataclass(frozen=True)
-class ProbeConfig:
-    batch_size: int = 20
-    discount: float = 0.99
-    normalize_observations: bool = False
-    normalize_rewards: bool = False
-
-
-@struct.dataclass
-class ProbeState:
-    updates: jax.Array
-
-
-class probe:  # noqa: N801 - stands in for an algorithm module
-    NAME = "probe"
-    DESCRIPTION = PAPER = "a probe of the engine"
-    Config = ProbeConfig
-
-    @staticmethod
-    def init(key, spec, config):
-        return ProbeState(updates=jnp.zeros((), jnp.int32))
-
-    @staticmethod
-    def update(state, batch, config):
-        offline = (batch.observations[:, -1] > MARKER / 2).sum().astype(jnp.float32)
-        return state.replace(updates=state.updates + 1), {
-            "offline_rows": offline, "online_rows": batch.observations.shape[0] - offline,
-            "offline_first": jnp.all(jnp.diff((batch.observations[:, -1] > MARKER / 2).astype(jnp.int32)) <= 0).astype(jnp.float32),
-        }
-
-    @staticmethod
-    def act(state, observations, key, deterministic=True):
-        if deterministic:
-            return jnp.zeros((observations.shape[0], 1))
-        return jax.random.uniform(key, (observations.shape[0], 1), minval=-1.0, maxval=1.0)
-
 
 @pytest.fixture(scope="module")
 def marked_pendulum():
@@ -352,7 +310,7 @@ def test_resume_at_an_episode_boundary_restores_exactly_and_ends_bit_identical(t
 KILLED_CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})
-from test_finetune import ProbeConfig, probe
+from probe_algorithm import ProbeConfig, probe
 from offrl.data.load import load_dataset
 from offrl.train.finetune import FinetuneConfig, train_with_prior_data
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import types
 from pathlib import Path
 
@@ -20,9 +19,7 @@ from offrl.train.checkpoint import checkpoint_files, read_payload
 from offrl.train.offline import TrainConfig, train_offline
 from offrl.train.multi_seed import train_seeds
 from offrl.train.policy import load_policy
-
-sys.path.insert(0, str(Path(__file__).parent / "reliability"))
-from reliability_helpers import assert_same_run, pendulum_shaped_dataset, records  # noqa: E402
+from reliability_helpers import assert_same_run, pendulum_shaped_dataset, records
 
 TRAIN = TrainConfig(steps=300, eval_every=150, log_every=50, checkpoint_every=100, eval_episodes=2)
 

@@ -13,7 +13,7 @@ from offrl.data.filtering import episode_scores, filter_top_episodes
 from offrl.nets import MLP
 from offrl.types import Batch, Spec
 
-from conftest import make_random_dataset
+from dataset_helpers import make_random_dataset
 
 
 def random_batch(n=32, obs_dim=4, action_dim=2, seed=0, mc_returns=False):

@@ -9,7 +9,7 @@ import pytest
 from offrl.data.sequences import episode_timesteps, sample_sequences, sequence_arrays
 from offrl.errors import DatasetError
 
-from conftest import make_random_dataset
+from dataset_helpers import make_random_dataset
 
 
 def reference_returns(rewards, episode_starts, gamma):

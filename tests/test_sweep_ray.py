@@ -10,7 +10,7 @@ import json
 import pytest
 
 from offrl.sweep.trial import STALL_AFTER_STEP_ENV
-from test_sweep import (
+from sweep_helpers import (
     STALL_STEP,
     assert_equals_uninterrupted,
     assert_left_as_killed,

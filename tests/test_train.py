@@ -17,7 +17,7 @@ from offrl.train.fused import make_fused_update, sample_batch
 from offrl.train.offline import TrainConfig, train_offline
 from offrl.types import Spec
 
-from conftest import make_random_dataset
+from dataset_helpers import make_random_dataset
 
 SHORT = TrainConfig(steps=200, eval_every=100, log_every=50, checkpoint_every=100, eval_episodes=2, seed=3)
 
