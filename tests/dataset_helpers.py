@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetMetadata
+from offrl.types import Batch
 
 ARRAY_FIELDS = (
     "observations",
@@ -93,3 +95,18 @@ def assert_aligned(dataset: Dataset) -> None:
         assert not np.any(dataset.terminals[start : end - 1])
         assert not np.any(dataset.timeouts[start : end - 1])
     assert not np.any(dataset.terminals & dataset.timeouts)
+
+
+def random_batch(n: int = 64, obs_dim: int = 4, action_dim: int = 2, seed: int = 0, done_rate: float = 0.1,
+                 mc_returns: bool = False) -> Batch:
+    """A batch of random transitions (actions inside (-1, 1), a `done_rate` share of dones) for
+    unit tests of `update`; `mc_returns` adds random Monte-Carlo returns (Cal-QL)."""
+    rng = np.random.default_rng(seed)
+    return Batch(
+        observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
+        actions=jnp.asarray(rng.uniform(-0.9, 0.9, size=(n, action_dim)), jnp.float32),
+        rewards=jnp.asarray(rng.normal(size=n), jnp.float32),
+        next_observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
+        dones=jnp.asarray(rng.uniform(size=n) < done_rate, jnp.float32),
+        mc_returns=jnp.asarray(rng.normal(size=n), jnp.float32) if mc_returns else None,
+    )

@@ -7,21 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl.algos import ALGORITHMS, bc, iql, td3_bc
+from offrl.algos import bc, iql, td3_bc
 from offrl.nets.policies import gaussian_log_prob
-from offrl.types import Batch, Spec
-
-
-
-def random_batch(n=64, obs_dim=4, action_dim=2, seed=0):
-    rng = np.random.default_rng(seed)
-    return Batch(
-        observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
-        actions=jnp.asarray(rng.uniform(-0.9, 0.9, size=(n, action_dim)), jnp.float32),
-        rewards=jnp.asarray(rng.normal(size=n), jnp.float32),
-        next_observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
-        dones=jnp.asarray(rng.uniform(size=n) < 0.1, jnp.float32),
-    )
+from offrl.types import Spec
+from dataset_helpers import random_batch
 
 
 def test_expectile_loss_weights_positive_errors_by_tau():

@@ -12,18 +12,8 @@ from offrl.algos import cql, edac, percent_bc, rebrac, sac_n, spot, td3_bc
 from offrl.data.filtering import filter_top_episodes
 from offrl.errors import ConfigError
 from offrl.nets import ConditionalVAE, CriticEnsemble, member_action_gradients
-from offrl.types import Batch, Spec
-
-
-def random_batch(n=64, obs_dim=4, action_dim=2, seed=0):
-    rng = np.random.default_rng(seed)
-    return Batch(
-        observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
-        actions=jnp.asarray(rng.uniform(-0.9, 0.9, size=(n, action_dim)), jnp.float32),
-        rewards=jnp.asarray(rng.normal(size=n), jnp.float32),
-        next_observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
-        dones=jnp.asarray(rng.uniform(size=n) < 0.1, jnp.float32),
-    )
+from offrl.types import Spec
+from dataset_helpers import random_batch
 
 
 # --- CQL -------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ terminal) and the actor's clipped exp(A / lambda)-weighted log-likelihood."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,20 +14,13 @@ import pytest
 from offrl.algos import awac
 from offrl.nets.policies import gaussian_log_prob
 from offrl.types import Batch, Spec
+from dataset_helpers import random_batch as batch_of_random_transitions
 
 CONFIG = awac.Config(hidden_dims=(32, 32), awac_lambda=0.5, max_weight=20.0)
 SPEC = Spec(observation_dim=4, action_dim=2)
 
 
-def random_batch(n=64, seed=0):
-    rng = np.random.default_rng(seed)
-    return Batch(
-        observations=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
-        actions=jnp.asarray(rng.uniform(-0.9, 0.9, size=(n, 2)), jnp.float32),
-        rewards=jnp.asarray(rng.normal(size=n), jnp.float32),
-        next_observations=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
-        dones=jnp.asarray(rng.uniform(size=n) < 0.3, jnp.float32),
-    )
+random_batch = partial(batch_of_random_transitions, done_rate=0.3)
 
 
 def nearly_deterministic_state(seed=0):

@@ -10,6 +10,8 @@ must leave it bit-identical on terminal rows and change it on timeout rows.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +26,7 @@ from offrl.train.fused import gather_batch
 from offrl.train.offline import prepare
 from offrl.types import Batch, Spec
 
-from dataset_helpers import make_random_dataset
+from dataset_helpers import make_random_dataset, random_batch as batch_of_random_transitions
 
 # Every algorithm the library trains, online ones included (SAC is the fine-tuning engine's
 # default learner, not in the `offrl train` registry).
@@ -86,15 +88,7 @@ def test_no_bootstrap_after_a_terminal_and_bootstrap_after_a_timeout(name):
 IQL_CONFIG = iql.Config(hidden_dims=(32, 32), expectile=0.8, temperature=3.0, max_advantage_weight=50.0)
 
 
-def random_batch(n=64, seed=0):
-    rng = np.random.default_rng(seed)
-    return Batch(
-        observations=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
-        actions=jnp.asarray(rng.uniform(-0.9, 0.9, size=(n, 2)), jnp.float32),
-        rewards=jnp.asarray(rng.normal(size=n), jnp.float32),
-        next_observations=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
-        dones=jnp.asarray(rng.uniform(size=n) < 0.3, jnp.float32),
-    )
+random_batch = partial(batch_of_random_transitions, done_rate=0.3)
 
 
 def iql_state(seed=0):

@@ -3,6 +3,8 @@ update order, learning rates, network layout and initialisation, backups, rankin
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,21 +13,12 @@ import pytest
 from offrl.algos import calql, cql, edac, percent_bc, rebrac, sac_n
 from offrl.data.filtering import episode_scores, filter_top_episodes
 from offrl.nets import MLP
-from offrl.types import Batch, Spec
+from offrl.types import Spec
 
-from dataset_helpers import make_random_dataset
+from dataset_helpers import make_random_dataset, random_batch as batch_of_random_transitions
 
 
-def random_batch(n=32, obs_dim=4, action_dim=2, seed=0, mc_returns=False):
-    rng = np.random.default_rng(seed)
-    return Batch(
-        observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
-        actions=jnp.asarray(rng.uniform(-0.9, 0.9, size=(n, action_dim)), jnp.float32),
-        rewards=jnp.asarray(rng.normal(size=n), jnp.float32),
-        next_observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
-        dones=jnp.asarray(rng.uniform(size=n) < 0.1, jnp.float32),
-        mc_returns=jnp.asarray(rng.normal(size=n), jnp.float32) if mc_returns else None,
-    )
+random_batch = partial(batch_of_random_transitions, n=32)
 
 
 def jitted_update(algo):
