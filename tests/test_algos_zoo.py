@@ -127,6 +127,22 @@ def test_edac_diversity_gradient_makes_action_gradients_less_aligned():
     assert float(diversity(params)) < before - 0.2
 
 
+def test_edac_diversity_has_no_gradient_when_actions_are_one_dimensional():
+    """With one action dimension each unit action-gradient is a sign (+1 or -1), so the diversity
+    term is piecewise constant in the critics' parameters: its gradient vanishes and EDAC trains
+    exactly like SAC-N. That is why Pendulum-v1 (one torque) cannot test EDAC's mechanism
+    (tests/test_learning.py, docs/learning-tests.md); with two dimensions the gradient is large."""
+    norms = {}
+    for action_dim in (1, 2):
+        critic = CriticEnsemble((32, 32), num_critics=5)
+        batch = random_batch(obs_dim=3, action_dim=action_dim)
+        params = critic.init(jax.random.PRNGKey(0), batch.observations, batch.actions)
+        diversity = lambda p: edac.gradient_diversity(member_action_gradients(critic, p, batch.observations, batch.actions))  # noqa: E731
+        grads = jax.grad(diversity)(params)
+        norms[action_dim] = float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))))
+    assert norms[1] < 1e-3 and norms[2] > 0.1, norms
+
+
 def test_edac_update_reports_diversity_and_sac_n_does_not():
     batch = random_batch()
     for module, has_term in ((edac, True), (sac_n, False)):

@@ -216,8 +216,11 @@ def test_edac_learns_where_bc_fails(pendulum_mostly_random_dataset, tmp_path):
     guard against (with 3 critics on narrower data neither learned in 5k updates: eta 1
     -842/-952/-802, eta 0 -840/-938/-794; on the narrow controller data of the CQL penalty test,
     5k updates, seeds 0-1: N = 5 eta 1 -1537/-1546, eta 0 -1544/-1545; N = 10 eta 1 -1534/-1542,
-    eta 0 -1529/-1546). No budget tried here separates EDAC from SAC-N, so the diversity term is
-    tested by its unit tests (tests/test_algos_zoo.py) and this test checks learning only."""
+    eta 0 -1529/-1546). No Pendulum data can separate them: with one action dimension the
+    diversity term has no gradient (each unit action-gradient is a sign; see
+    test_edac_diversity_has_no_gradient_when_actions_are_one_dimensional), so EDAC trains as
+    SAC-N here. Its mechanism needs a task with two or more action dimensions; until then this
+    test checks learning only and the term is tested by its unit tests (tests/test_algos_zoo.py)."""
     assert_learns("edac", pendulum_mostly_random_dataset, tmp_path)
 
 
