@@ -8,7 +8,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from offrl.algos.model_free import awac, bc, calql, cql, edac, iql, percent_bc, rebrac, sac_n, spot, td3_bc
-from offrl.algos.online import rlpd, sac
+from offrl.algos.online import rlpd, sac  # noqa: F401 - sac re-exported (dataset generation's agent)
 from offrl.algos.sequence import dt
 from offrl.errors import ConfigError
 

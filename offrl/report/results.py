@@ -404,12 +404,6 @@ def _walk(root: Path) -> _Tree:
     return tree
 
 
-def find_run_directories(root: Path) -> list[Path]:
-    """Every directory under `root` (itself included) holding a config.json, without looking
-    inside run directories (their checkpoints/) or at the attempts a sweep moved aside."""
-    return _walk(Path(root)).runs
-
-
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
