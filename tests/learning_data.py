@@ -45,3 +45,36 @@ def narrow_controller_pendulum(references: tuple[float, float], num_episodes: in
                                name="pendulum-narrow-controller-v0")
     dataset.metadata.ref_min_score, dataset.metadata.ref_max_score = references
     return dataset
+
+
+class NarrowTwoActionBandit:
+    """A one-step task with two action dimensions (the least EDAC's diversity term needs: with one
+    dimension it has no gradient), for the test of that term (tests/test_learning.py).
+
+    Dataset actions lie within 0.1 (per dimension) of a state-dependent behaviour action b(s).
+    The true reward is (a - b(s)) . u - 10 * max(0, |a - b(s)| - 0.15)^2: inside the data it grows
+    along u, so a critic fitted there extrapolates "further along u is better"; outside the data's
+    band it falls steeply. Every row is terminal, so the critic's target is the reward itself.
+    An actor that trusts the critic beyond the data leaves the band and scores far below zero; one
+    kept on the data scores about 0 (the behaviour mean) up to 0.14 (the band's edge along u).
+    """
+
+    observation_dim = 4
+    action_dim = 2
+
+    def __init__(self, size: int = 20_000, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.weights = rng.normal(size=(self.observation_dim, self.action_dim)) * 0.5
+        self.direction = np.ones(self.action_dim) / np.sqrt(self.action_dim)
+        self.observations = rng.normal(size=(size, self.observation_dim)).astype(np.float32)
+        noise = rng.uniform(-0.1, 0.1, size=(size, self.action_dim))
+        self.actions = np.clip(self.behaviour_action(self.observations) + noise, -1, 1).astype(np.float32)
+        self.rewards = self.true_reward(self.observations, self.actions).astype(np.float32)
+
+    def behaviour_action(self, observations: np.ndarray) -> np.ndarray:
+        return 0.4 * np.tanh(observations @ self.weights)
+
+    def true_reward(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        offset = actions - self.behaviour_action(observations)
+        outside = np.maximum(0.0, np.linalg.norm(offset, axis=-1) - 0.15)
+        return offset @ self.direction - 10.0 * outside**2
