@@ -134,9 +134,13 @@ def _given(config_class: type, args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- commands
-def _resolve_dataset(name_or_path: str, data_dir: str | None, clip_actions: bool):
+def _resolve_dataset(name_or_path: str, data_dir: str | None, clip_actions: bool, download: bool = False):
     from offrl.data.registry import resolve_dataset
 
+    if download:  # `--download`: fetch a public name first if it is not registered yet
+        from offrl.data.download import download_if_public
+
+        download_if_public(name_or_path, data_dir=data_dir, echo=print)
     return resolve_dataset(name_or_path, data_dir=data_dir, clip_actions=clip_actions)
 
 
@@ -176,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     validate_algorithm_config(algo_config)
     if args.seeds < 1:
         raise ConfigError(f"--seeds is {args.seeds}; expected a positive number of seeds.")
-    dataset = _resolve_dataset(args.dataset, args.data_dir, args.clip_actions)
+    dataset = _resolve_dataset(args.dataset, args.data_dir, args.clip_actions, download=args.download)
     seed_label = f"seed{train_config.seed}" if args.seeds == 1 else f"seeds{train_config.seed}-{train_config.seed + args.seeds - 1}"
     run_dir = args.run_dir or _default_run_dir(algo.NAME, _dataset_label(dataset, args.dataset), seed_label)
     reference = {"argument": args.dataset, "name": dataset.metadata.name, "source": dataset.metadata.source,
@@ -521,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--run-dir", default=None, help="where to write the run (default: runs/ALGO-DATASET-seedS-TIME)")
         sub.add_argument("--data-dir", default=None, help="offrl data directory (default: $OFFRL_DATA_DIR or ~/.offrl)")
         sub.add_argument("--clip-actions", action="store_true", help="clip dataset actions into the action space instead of refusing them")
+        sub.add_argument("--download", action="store_true", help="download a public --dataset (d4rl/..., Minari id) first if it is not in the data directory")
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
         sub.add_argument("--seeds", type=int, default=1, metavar="N",
                          help="train N seeds (--seed .. --seed+N-1) in one compiled program, each in RUN_DIR/seed_<s> (default 1)")
@@ -568,6 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
     make.set_defaults(handler=cmd_datasets_make)
     for sub in (info, listing, importing, make):
         sub.add_argument("--data-dir", default=None, help="offrl data directory (default: $OFFRL_DATA_DIR or ~/.offrl)")
+    from offrl.data.download_command import add_download_command  # `offrl datasets download NAME`
+
+    add_download_command(dataset_commands)
 
     algos = commands.add_parser("algos", help="list algorithms with their papers")
     algos.set_defaults(handler=cmd_algos)

@@ -24,6 +24,7 @@ import numpy as np
 
 from offrl.data.dataset import Dataset
 from offrl.data.load import load_dataset
+from offrl.data.public_names import looks_public, parse_public_name, suggestion_text
 from offrl.errors import DatasetError
 
 DATA_DIR_ENV = "OFFRL_DATA_DIR"
@@ -131,12 +132,21 @@ def resolve_dataset(name_or_path: str, data_dir: str | None = None, clip_actions
     registered = _registered(root)
     found = _lookup(str(name_or_path), registered)
     if found is None:
-        available = ", ".join([DEFAULT_NAME, *registered]) if registered else DEFAULT_NAME
-        raise DatasetError(
-            f"Unknown dataset {str(name_or_path)!r}: it is neither an existing path nor a dataset registered "
-            f"in '{root}'; expected one of: {available}."
-        )
+        raise _not_found(str(name_or_path), root, registered)
     return load_dataset(found, clip_actions=clip_actions)
+
+
+def _not_found(name: str, root: Path, registered: dict[str, Path]) -> DatasetError:
+    """A public name not downloaded yet: how to get it; anything else: the closest names."""
+    public = parse_public_name(name)
+    if public is not None:
+        return DatasetError(f"Dataset {name!r} is not in '{root}' yet; expected it downloaded first with "
+                            f"{public.how_to_get}.")
+    if looks_public(name) and not name.startswith("d4rl/"):
+        return DatasetError(f"Dataset {name!r} is not in '{root}'; expected it downloaded first with "
+                            f"`offrl datasets download {name}` if Minari lists it, or {suggestion_text(name, list(registered))}.")
+    return DatasetError(f"Unknown dataset {name!r}: it is neither an existing path nor a dataset registered in "
+                        f"'{root}'; expected {suggestion_text(name, [DEFAULT_NAME, *registered])}.")
 
 
 # -------------------------------------------------------------------------------- listing
