@@ -329,6 +329,10 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
     normalized = _dataset_mean_normalized_return(dataset)
     if normalized is not None:
         rows.append(("mean normalized return", f"{normalized:.1f}"))
+    costs = dataset.episode_costs()  # safe offline RL (DSRL): cost statistics when the data has costs
+    if costs is not None:
+        rows += [("total cost", f"{dataset.costs.sum(dtype=np.float64):g}"),
+                 ("episode cost", f"min {costs.min():.1f}, mean {costs.mean():.1f}, max {costs.max():.1f}")]
     for key, value in rows:
         table.add_row(key, "-" if value is None else str(value))
     Console().print(table)

@@ -1,7 +1,8 @@
 """Read D4RL-layout HDF5 files and NumPy .npz files; write .npz files.
 
 The D4RL layout is flat arrays `observations, actions, rewards, terminals, timeouts` and,
-optionally, `next_observations`; the `d4rl` package and mujoco-py are not needed. Episodes end
+optionally, `next_observations` and `costs` (DSRL's safe-RL layout adds the per-step cost
+column); the `d4rl` package and mujoco-py are not needed. Episodes end
 after every terminal or timeout (see `Dataset.from_flat`, which also handles files without
 `next_observations`). A row flagged both terminal and timeout counts as terminal: the MDP ended,
 so the target must not bootstrap.
@@ -26,9 +27,9 @@ from offrl.atomic import atomic_write_bytes
 from offrl.errors import DatasetError
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
-_OPTIONAL_KEYS = ("next_observations",)
+_OPTIONAL_KEYS = ("next_observations", "costs")
 _KNOWN_GROUPS = ("infos", "metadata")
-_EXPECTED = "observations, actions, rewards, terminals, timeouts (next_observations optional)"
+_EXPECTED = "observations, actions, rewards, terminals, timeouts (next_observations, costs optional)"
 
 
 def to_jsonable(value: Any) -> Any:
@@ -83,7 +84,9 @@ def _check_shapes(arrays: dict[str, np.ndarray], path: Path) -> None:
                 f"Dataset file '{path}': '{key}' has shape {arrays[key].shape}; "
                 "expected a 2-D array (transitions, dimension)."
             )
-    for key in ("rewards", "terminals", "timeouts"):
+    for key in ("rewards", "terminals", "timeouts", "costs"):
+        if key not in arrays:
+            continue
         shape = arrays[key].shape
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
             raise DatasetError(
@@ -153,7 +156,8 @@ def read_d4rl_hdf5(path: str | os.PathLike, clip_actions: bool = False) -> Datas
         ) from error
     _check_shapes(arrays, path)
 
-    provenance: dict[str, Any] = {"format": "d4rl-hdf5", "has_next_observations": "next_observations" in arrays}
+    provenance: dict[str, Any] = {"format": "dsrl-hdf5" if "costs" in arrays else "d4rl-hdf5",
+                                  "has_next_observations": "next_observations" in arrays}
     if info["d4rl_metadata"]:
         provenance["d4rl_metadata"] = info["d4rl_metadata"]
     if ignored:
@@ -227,6 +231,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], metadata: DatasetMetadata, clip_
             timeouts=timeouts.reshape(-1),
             episode_starts=arrays["episode_starts"],
             metadata=metadata,
+            costs=None if "costs" not in arrays else arrays["costs"].reshape(-1),
         )
     original = len(arrays["observations"])
     dataset = Dataset.from_flat(
@@ -237,6 +242,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], metadata: DatasetMetadata, clip_
         timeouts=timeouts,
         next_observations=arrays.get("next_observations"),
         metadata=metadata,
+        costs=arrays.get("costs"),
     )
     if "next_observations" not in arrays:
         provenance["rows_dropped_without_next_observation"] = original - dataset.num_transitions
@@ -247,7 +253,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], metadata: DatasetMetadata, clip_
 def read_npz(path: str | os.PathLike, clip_actions: bool = False) -> Dataset:
     """Read a NumPy .npz with the D4RL keys (plus optional `episode_starts`, metadata keys).
 
-    Optional keys: `next_observations`; `episode_starts` (needs `next_observations`: the episode
+    Optional keys: `next_observations`; `costs` (one per transition); `episode_starts` (needs `next_observations`: the episode
     boundaries are then taken as given instead of from the flags); scalars `ref_min_score`,
     `ref_max_score`, `env_id`, `name`; arrays `action_low`, `action_high` (actions are checked
     against them, or clipped into them with `clip_actions`); `provenance_json`.
@@ -342,6 +348,8 @@ def write_npz(dataset: Dataset, path: str | os.PathLike) -> Path:
         "timeouts": dataset.timeouts,
         "episode_starts": dataset.episode_starts,
     }
+    if dataset.costs is not None:
+        payload["costs"] = dataset.costs
     if meta.ref_min_score is not None:
         payload["ref_min_score"] = np.asarray(meta.ref_min_score, dtype=np.float64)
     if meta.ref_max_score is not None:

@@ -3,6 +3,7 @@
 `terminals[t]` means the MDP ended after transition t (the target does not bootstrap);
 `timeouts[t]` means the episode was cut there by a time limit (the target bootstraps).
 Either one ends an episode, and they may only be set on an episode's last transition.
+`costs[t]` (optional, safe offline RL as in DSRL) is the constraint cost paid on transition t.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Dataset:
     timeouts: np.ndarray
     episode_starts: np.ndarray
     metadata: DatasetMetadata = field(default_factory=DatasetMetadata)
+    costs: np.ndarray | None = None  # per-transition constraint cost (DSRL's `costs`), None when unrecorded
 
     def __post_init__(self) -> None:
         self.observations = np.asarray(self.observations, dtype=np.float32)
@@ -62,6 +64,8 @@ class Dataset:
         self.terminals = np.asarray(self.terminals).astype(bool)
         self.timeouts = np.asarray(self.timeouts).astype(bool)
         self.episode_starts = np.asarray(self.episode_starts, dtype=np.int64)
+        if self.costs is not None:
+            self.costs = np.asarray(self.costs, dtype=np.float32)
         self.validate()
 
     # ----------------------------------------------------------------- shape and checks
@@ -108,8 +112,20 @@ class Dataset:
                     f"{where}: field '{name}' holds a NaN or infinite value at row {row}; "
                     "expected finite numbers."
                 )
+        if self.costs is not None:
+            self._validate_costs(where, n)
         self._validate_episodes(where, n)
         self._validate_action_bounds(where)
+
+    def _validate_costs(self, where: str, n: int) -> None:
+        if self.costs.ndim != 1 or len(self.costs) != n:
+            raise DatasetError(
+                f"{where}: field 'costs' has shape {self.costs.shape} but 'observations' has {n} rows; "
+                "expected one cost per transition."
+            )
+        if not np.all(np.isfinite(self.costs)):
+            row = int(np.argmax(~np.isfinite(self.costs)))
+            raise DatasetError(f"{where}: field 'costs' holds a NaN or infinite value at row {row}; expected finite numbers.")
 
     def _validate_episodes(self, where: str, n: int) -> None:
         starts = self.episode_starts
@@ -183,16 +199,22 @@ class Dataset:
     def episode_returns(self) -> np.ndarray:
         return np.add.reduceat(self.rewards.astype(np.float64), self.episode_starts)
 
+    def episode_costs(self) -> np.ndarray | None:
+        """Each episode's summed cost (DSRL's cost return), or None without costs."""
+        if self.costs is None:
+            return None
+        return np.add.reduceat(self.costs.astype(np.float64), self.episode_starts)
+
     @property
     def spec(self) -> Spec:
         return Spec(observation_dim=self.observations.shape[1], action_dim=self.actions.shape[1])
 
     def episode(self, index: int) -> dict[str, np.ndarray]:
         start, end = self.episode_starts[index], self.episode_ends[index]
-        return {
-            name: getattr(self, name)[start:end]
-            for name in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
-        }
+        fields = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+        if self.costs is not None:
+            fields = (*fields, "costs")
+        return {name: getattr(self, name)[start:end] for name in fields}
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -205,6 +227,7 @@ class Dataset:
         timeouts: np.ndarray,
         next_observations: np.ndarray | None = None,
         metadata: DatasetMetadata | None = None,
+        costs: np.ndarray | None = None,
     ) -> "Dataset":
         """Build from D4RL-layout flat arrays.
 
@@ -219,7 +242,11 @@ class Dataset:
         rewards = np.asarray(rewards).reshape(-1)
         n = len(observations)
         where = metadata.source or metadata.name or "the dataset"
-        for name, values in (("actions", actions), ("rewards", rewards), ("terminals", terminals), ("timeouts", timeouts)):
+        columns = [("actions", actions), ("rewards", rewards), ("terminals", terminals), ("timeouts", timeouts)]
+        if costs is not None:
+            costs = np.asarray(costs).reshape(-1)
+            columns.append(("costs", costs))
+        for name, values in columns:
             if len(values) != n:
                 raise DatasetError(
                     f"{where}: field '{name}' has {len(values)} rows but 'observations' has {n}; "
@@ -246,6 +273,7 @@ class Dataset:
                 raise DatasetError(f"{where} has no transition with a known next observation.")
             observations, next_observations = observations[index], next_obs[index]
             actions, rewards = np.asarray(actions)[index], rewards[index]
+            costs = None if costs is None else costs[index]
             terminals, timeouts = terminals[index], new_timeouts[index]
             ends = terminals | timeouts
         starts = np.flatnonzero(np.concatenate([[True], ends[:-1]]))
@@ -258,6 +286,7 @@ class Dataset:
             timeouts=timeouts,
             episode_starts=starts,
             metadata=metadata,
+            costs=costs,
         )
 
     def replace(self, **changes: Any) -> "Dataset":

@@ -50,4 +50,5 @@ def filter_top_episodes(dataset: Dataset, fraction: float, discount: float = 1.0
         timeouts=dataset.timeouts[rows],
         episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
         metadata=metadata,
+        costs=None if dataset.costs is None else dataset.costs[rows],
     )

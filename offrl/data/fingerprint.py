@@ -21,6 +21,9 @@ def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
         values = np.ascontiguousarray(getattr(dataset, name))
         digest.update(f"{name}:{values.dtype.str}:{values.shape};".encode())
         digest.update(values.tobytes())
+    if dataset.costs is not None:  # only when present, so datasets without costs keep their fingerprints
+        digest.update(f"costs:{dataset.costs.dtype.str}:{dataset.costs.shape};".encode())
+        digest.update(np.ascontiguousarray(dataset.costs).tobytes())
     meta = dataset.metadata
     scoring = {
         "ref_min_score": meta.ref_min_score,

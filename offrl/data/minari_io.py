@@ -11,6 +11,10 @@ directory of any root and rename it into place, never builds or rolls out an env
 stores reference scores even when the environment is not a registered Gymnasium id.
 offrl's own metadata (bounds, provenance) goes in an extra `offrl_metadata` key of Minari's
 `metadata.json`, which Minari keeps as it is.
+
+Per-step costs (safe offline RL) are stored as the per-step info `cost`, Safety-Gymnasium's
+name for it, laid out as Minari's `DataCollector` lays infos out: T+1 entries, the first from
+`reset` (0.0), then the cost of each step. Episodes without a `cost` info read as no costs.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from offrl.data.dataset import Dataset, DatasetMetadata
 from offrl.errors import DatasetError
 
 OFFRL_METADATA_KEY = "offrl_metadata"
+COST_INFO_KEY = "cost"  # Safety-Gymnasium's info key for a step's constraint cost
 _TEMP_PREFIX = ".offrl-tmp-"
 # Minari metadata copied into `provenance["minari"]` on read (when present).
 _MINARI_INFO_KEYS = (
@@ -79,7 +84,7 @@ def read_minari(path_or_id: str | os.PathLike, clip_actions: bool = False) -> Da
     obs_dim = int(mds.observation_space.shape[0])
     action_dim = int(mds.action_space.shape[0])
 
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc", "cost")}
     lengths: list[int] = []
     skipped_empty = 0
     both_flags = 0
@@ -117,6 +122,7 @@ def read_minari(path_or_id: str | os.PathLike, clip_actions: bool = False) -> Da
             parts["rew"].append(np.asarray(episode.rewards).reshape(steps))
             parts["term"].append(terminations)
             parts["trunc"].append(truncations & ~terminations)
+            parts["cost"].append(_episode_costs(episode, steps, source))
             lengths.append(steps)
     except DatasetError:
         raise
@@ -173,7 +179,34 @@ def read_minari(path_or_id: str | os.PathLike, clip_actions: bool = False) -> Da
         timeouts=np.concatenate(parts["trunc"]),
         episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
         metadata=metadata,
+        costs=_joined_costs(parts["cost"], source),
     )
+
+
+def _episode_costs(episode: Any, steps: int, source: str) -> np.ndarray | None:
+    """The episode's per-step costs from its `cost` info (T+1 entries as collected, or T), or None."""
+    infos = episode.infos if isinstance(episode.infos, dict) else {}
+    if COST_INFO_KEY not in infos:
+        return None
+    values = np.asarray(infos[COST_INFO_KEY])
+    if values.ndim != 1 or len(values) not in (steps, steps + 1) or values.dtype.kind not in "biuf":
+        raise DatasetError(
+            f"Minari dataset '{source}': episode {episode.id} has info '{COST_INFO_KEY}' of shape {values.shape} "
+            f"for {steps} steps; expected {steps + 1} numbers (reset, then one per step)."
+        )
+    return values[-steps:].astype(np.float32)
+
+
+def _joined_costs(parts: list[np.ndarray | None], source: str) -> np.ndarray | None:
+    present = [values is not None for values in parts]
+    if not any(present):
+        return None
+    if not all(present):
+        raise DatasetError(
+            f"Minari dataset '{source}': {present.count(False)} of {len(parts)} episodes have no info "
+            f"'{COST_INFO_KEY}'; expected costs on every episode or on none."
+        )
+    return np.concatenate(parts)
 
 
 def _open(path_or_id: str | os.PathLike) -> tuple[minari.MinariDataset, str]:
@@ -446,6 +479,7 @@ def _episode_buffers(dataset: Dataset) -> tuple[list[EpisodeBuffer], int]:
             rewards=dataset.rewards[s:e],
             terminations=dataset.terminals[s:e],
             truncations=dataset.timeouts[s:e],
+            infos=None if dataset.costs is None else {COST_INFO_KEY: np.concatenate([[0.0], dataset.costs[s:e]]).astype(np.float32)},
         )
         for s, e in zip(starts, ends)
     ]
