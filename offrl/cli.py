@@ -577,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     make.set_defaults(handler=cmd_datasets_make)
     for sub in (info, listing, importing, make):
         sub.add_argument("--data-dir", default=None, help="offrl data directory (default: $OFFRL_DATA_DIR or ~/.offrl)")
+    from offrl.data.tool_commands import add_dataset_tool_commands  # `offrl datasets corrupt|label`
+
+    add_dataset_tool_commands(dataset_commands)
     from offrl.data.download_command import add_download_command  # `offrl datasets download NAME`
 
     add_download_command(dataset_commands)
