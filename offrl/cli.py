@@ -275,6 +275,8 @@ def _print_train_result(result, dataset) -> int:
         dataset_score = _dataset_mean_normalized_return(dataset)
         if dataset_score is not None:
             print(f"dataset mean normalized return: {dataset_score:.1f}")
+    elif summary.get("online_evaluation") is False:
+        print(f"no online evaluation ({summary['evaluation']})")
     else:
         print(f"final return: {summary['final_return']:.1f}; best return: {summary['best_return']:.1f} "
               "(no reference scores in the dataset, so no normalized score)")
@@ -556,11 +558,14 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=cmd_datasets_info)
     listing = dataset_commands.add_parser("list", help="datasets available locally")
     listing.set_defaults(handler=cmd_datasets_list)
-    importing = dataset_commands.add_parser("import", help="register a D4RL .hdf5, .npz or Minari directory under a name")
+    importing = dataset_commands.add_parser("import", help="register a D4RL .hdf5, .npz, Minari directory or .csv/.parquet logs under a name")
     importing.add_argument("file")
-    importing.add_argument("--name", required=True)
+    importing.add_argument("--name", default=None, help="registered name (default: the file's name without extension)")
     importing.add_argument("--overwrite", action="store_true")
     importing.set_defaults(handler=cmd_datasets_import)
+    from offrl.data.import_command import configure_import  # tabular logs: column flags / --mapping
+
+    configure_import(importing)
     make = dataset_commands.add_parser(
         "make", help="generate a D4RL-style suite for a Gymnasium env", description=textwrap.fill(MAKE_DESCRIPTION, 78),
         epilog=MAKE_LEVELS, formatter_class=argparse.RawDescriptionHelpFormatter)

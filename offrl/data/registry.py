@@ -210,12 +210,14 @@ def registered_name(name: str) -> str:
     return name if _VERSION.match(name) else f"{name}-v0"
 
 
-def import_dataset(path: str, name: str, data_dir: str | None = None, overwrite: bool = False) -> Path:
-    """Import a D4RL HDF5 file, a .npz file or a Minari directory as the registered dataset `name`."""
+def import_dataset(path: str, name: str, data_dir: str | None = None, overwrite: bool = False,
+                   dataset: Dataset | None = None) -> Path:
+    """Import a D4RL HDF5 file, a .npz file or a Minari directory as the registered dataset `name`
+    (or `dataset`, already read from `path`, e.g. tabular logs by offrl.data.tabular_io)."""
     from offrl.data.minari_io import write_minari
 
     dataset_id = registered_name(name)
-    dataset = load_dataset(path)
+    dataset = load_dataset(path) if dataset is None else dataset
     root = datasets_root(data_dir, create=True)
     target = root / dataset_id
     if target.exists() and not overwrite:

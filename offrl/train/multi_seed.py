@@ -60,7 +60,7 @@ def train_seeds(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds gives {seeds}; expected one or more distinct seeds.")
     env_id, has_reference = check_training_inputs(algo_config, dataset, train)
-    normalizer, device_data = prepare(algo, algo_config, dataset, env_id)
+    normalizer, device_data = prepare(algo, algo_config, dataset, env_id, train)
     paths = [seed_run_dir(run_dir, seed) for seed in seeds]
     trains = [dataclasses.replace(train, seed=seed) for seed in seeds]
     records = [run_record(algo, algo_config, dataset, seed_train, env_id, normalizer, dataset_reference) for seed_train in trains]

@@ -37,6 +37,7 @@ from offrl.data.filtering import filter_top_episodes
 from offrl.data.load import load_dataset
 from offrl.data.registry import resolve_dataset
 from offrl.data.transforms import fit_normalizer, training_arrays
+from offrl.data.validation_split import split_episodes, validation_episodes
 from offrl.envs.factory import action_bounds, check_env_id
 from offrl.errors import ConfigError
 from offrl.evaluate.rollout import evaluate_policy
@@ -51,6 +52,7 @@ from offrl.train.progress import TrainingProgress
 from offrl.train.run_dir import RunDirectory
 from offrl.train.run_record import common_record
 from offrl.train.seed_axis import resolve_seed_axis, seed_axis
+from offrl.train.validation import validation_probe
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class TrainConfig:
     checkpoint_every: int = 100_000  # updates between checkpoints (the last step is always saved)
     env_id: str | None = None  # evaluation env; defaults to the dataset's env id
     max_abs_q: float = 1e6  # a q_* metric beyond this magnitude stops the run as diverged
+    validation_fraction: float = 0.0  # episodes held out, never trained on (NeoRL, Qin et al. 2022: split by trajectory)
+    validation_seed: int = 0  # seed of the episode split, apart from --seed so that seeds share one split
 
     def validate(self) -> None:
         for name in ("steps", "log_every", "eval_episodes"):
@@ -73,6 +77,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} is {getattr(self, name)}; expected 0 or a positive integer.")
         if not (self.max_abs_q > 0):  # also refuses NaN
             raise ConfigError(f"--max-abs-q is {self.max_abs_q}; expected a positive number.")
+        if not (0.0 <= self.validation_fraction < 1.0):
+            raise ConfigError(f"--validation-fraction is {self.validation_fraction}; expected a number in [0, 1).")
 
 
 @dataclass
@@ -91,8 +97,11 @@ def _chunk_size(train: TrainConfig) -> int:
     return min(chunk, train.steps)
 
 
-def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | None):
+def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | None, train: TrainConfig | None = None):
     """Fit the normaliser and put the transformed dataset on the device.
+
+    With `train.validation_fraction`, the held-out episodes (offrl.data.validation_split) are
+    removed first: neither the normaliser nor any update sees them.
 
     A Config with a `top_fraction` field (%BC) trains on the best episodes only (ranked with its
     `ranking_discount`, if it has one); the normaliser is fitted on what is trained on, as in
@@ -100,6 +109,8 @@ def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | 
     `training_data(dataset, normalizer, config)` hook lays the data out itself (sequence windows,
     see offrl/train/fused.py); the others get the transition arrays.
     """
+    if train is not None and train.validation_fraction > 0:
+        dataset, _ = split_episodes(dataset, train.validation_fraction, train.validation_seed)
     if getattr(algo_config, "top_fraction", None) is not None:
         dataset = filter_top_episodes(dataset, algo_config.top_fraction, getattr(algo_config, "ranking_discount", 1.0))
     low = high = None
@@ -117,15 +128,14 @@ def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | 
 
 
 def check_training_inputs(algo_config: Any, dataset: Dataset, train: TrainConfig) -> tuple[str, bool]:
-    """Validate the configs; return the evaluation env id and whether normalised scores exist."""
+    """Validate the configs; return the evaluation env id (None: no simulator, so no rollouts;
+    offline estimates come from `offrl ope`) and whether normalised scores exist."""
     train.validate()
     validate_algorithm_config(algo_config)
     env_id = train.env_id or dataset.metadata.env_id
-    if env_id is None:
-        raise ConfigError(
-            f"{dataset.where} records no environment id; expected --env ENV_ID for evaluation."
-        )
-    check_env_id(env_id)
+    if env_id is not None:
+        check_env_id(env_id)
+    validation_episodes(dataset, train.validation_fraction, train.validation_seed)  # refuses a split leaving nothing
     has_reference = dataset.metadata.ref_min_score is not None and dataset.metadata.ref_max_score is not None
     return env_id, has_reference
 
@@ -133,8 +143,15 @@ def check_training_inputs(algo_config: Any, dataset: Dataset, train: TrainConfig
 def run_record(algo: ModuleType, algo_config: Any, dataset: Dataset, train: TrainConfig, env_id: str,
                normalizer, dataset_reference: dict[str, Any] | None) -> dict[str, Any]:
     """config.json: everything needed to rerun (and to refuse resuming a different) run."""
-    return {**common_record(algo, algo_config, env_id, dataset, dataset_reference, normalizer),
-            "train": config_to_json(train)}
+    record = {**common_record(algo, algo_config, env_id, dataset, dataset_reference, normalizer),
+              "train": config_to_json(train)}
+    if env_id is None:
+        record["online_evaluation"] = False  # no simulator: no rollouts were done; see `offrl ope`
+    if train.validation_fraction > 0:
+        held_out = validation_episodes(dataset, train.validation_fraction, train.validation_seed)
+        record["validation"] = {"fraction": train.validation_fraction, "seed": train.validation_seed,
+                                "episodes": held_out.tolist(), "num_episodes": len(held_out)}
+    return record
 
 
 def train_offline(
@@ -155,7 +172,7 @@ def train_offline(
     valid checkpoint. Raises DivergenceError (status "diverged") if training diverges.
     """
     env_id, has_reference = check_training_inputs(algo_config, dataset, train)
-    normalizer, device_data = prepare(algo, algo_config, dataset, env_id)
+    normalizer, device_data = prepare(algo, algo_config, dataset, env_id, train)
     record = run_record(algo, algo_config, dataset, train, env_id, normalizer, dataset_reference)
     if resume:
         run = RunDirectory.open(run_dir)
@@ -355,6 +372,7 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
             last_checkpoint = [checkpoint.path for checkpoint in checkpoints]
         for run, run_evals in zip(runs, evals):
             run.truncate_records("metrics.jsonl", step)
+            run.truncate_records("validation.jsonl", step)
             run.write_records("eval.jsonl", run_evals)
             summary = run.read_summary() if (run.path / "summary.json").exists() else {}
             summary.pop("error", None)
@@ -375,6 +393,7 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
     compile_seconds = time.perf_counter() - compile_started
 
     policy = Policy(algo, member(state, 0), normalizer)  # one jitted `act` for every evaluation
+    probe = validation_probe(algo, algo_config, dataset, train.validation_fraction, train.validation_seed, normalizer)
     active = list(range(count))
     errors: dict[int, DivergenceError] = {}
 
@@ -439,7 +458,11 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
                     runs[index].append("metrics.jsonl", record)
                     if on_log:
                         on_log(record)
-            if (train.eval_every and step % train.eval_every == 0) or step == train.steps:
+            evaluating = (train.eval_every and step % train.eval_every == 0) or step == train.steps
+            if evaluating and probe is not None:  # losses on held-out episodes (offrl/train/validation.py)
+                for index in active:
+                    runs[index].append("validation.jsonl", {"step": step, **probe.metrics(member(state, index))})
+            if evaluating and env_id is not None:  # no env: no rollouts (offline estimates: `offrl ope`)
                 for index in active:
                     policy.state = member(state, index)
                     evals[index].append(_evaluation_record(policy, env_id, train, seeds[index], step, dataset, has_reference))
@@ -457,6 +480,16 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
     for index, run in enumerate(runs):
         if index not in active:
             results.append(TrainResult(run_dir=run.path, policy=None, summary=run.read_summary()))
+            continue
+        if not evals[index]:  # no environment: nothing was rolled out, so no final/best return
+            summary = run.update_summary(
+                status="finished", steps=step, online_evaluation=False,
+                evaluation="none: the dataset names no environment; estimate offline with `offrl ope RUN_DIR`",
+                compile_seconds=compile_seconds, train_seconds=train_seconds,
+                updates_per_second=step / train_seconds if train_seconds else None, seeds_in_program=count,
+                seed_axis=resolve_seed_axis(axis) if vmapped else None, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            )
+            results.append(TrainResult(run_dir=run.path, policy=Policy(algo, member(state, index), normalizer), summary=summary))
             continue
         final, best = evals[index][-1], max(evals[index], key=lambda record: record[score_key])
         summary = run.update_summary(
