@@ -312,6 +312,17 @@ def _diverged_run(path: Path, summary: dict[str, Any], place: dict[str, Any], bu
     )
 
 
+def engine_options(train: dict[str, Any]) -> dict[str, Any]:
+    """The engine add-ons a run used, when not the defaults (offrl/train/samplers.py, hubl.py): runs
+    that differ by them are different configurations, labelled e.g. `bc (sampler=return-weighted)`."""
+    options = {}
+    if train.get("sampler", "uniform") != "uniform":
+        options.update({key: train.get(key) for key in ("sampler", "sampler_temperature", "sampler_weights")})
+    if train.get("hubl"):
+        options["hubl"] = train["hubl"]
+    return options
+
+
 def read_run(path: Path) -> Run | Skipped:
     """One run directory as a Run (finished, or diverged and counted at its last valid
     evaluation), or Skipped with the reason it cannot count."""
@@ -331,7 +342,7 @@ def read_run(path: Path) -> Run | Skipped:
         "algorithm": str(config.get("algorithm", "unknown algorithm")),
         "dataset": _dataset_name(config),
         "seed": seed if isinstance(seed, int) else _seed_of_directory(path),
-        "identity": {**algorithm_config, "steps": train.get("steps")},
+        "identity": {**algorithm_config, "steps": train.get("steps"), **engine_options(train)},
         "dataset_argument": reference.get("argument"),
     }
     budget = train.get("steps")
@@ -498,7 +509,7 @@ def _missing_trial_seeds(root: Path, tree: _Tree, members: list[Run | Skipped]) 
             if isinstance(algorithm_config, dict) and trial.get("algorithm"):
                 item.algorithm = str(trial["algorithm"])
                 item.dataset = names.get(argument) or str(trial.get("dataset_label") or argument)
-                item.identity = {**algorithm_config, "steps": train.get("steps")}
+                item.identity = {**algorithm_config, "steps": train.get("steps"), **engine_options(train)}
             missing.append(item)
     _place_by_siblings(missing, members)  # a trial's own seeds know their dataset's name best
     return missing

@@ -34,9 +34,14 @@ def gather_batch(data: dict[str, jax.Array], index: jax.Array) -> dict[str, jax.
 def sample_batch(data: dict[str, jax.Array], key: jax.Array, batch_size: int, size: jax.Array | int | None = None) -> Batch:
     """Uniformly sample `batch_size` transitions from the first `size` rows of `data`.
 
-    `size` may be a traced scalar (a replay buffer that is still filling up).
+    `size` may be a traced scalar (a replay buffer that is still filling up). Data holding a
+    `sampling_cdf` (`--sampler`, offrl/train/samplers.py) is drawn by inverse CDF instead.
     """
     upper = data["rewards"].shape[0] if size is None else size
+    if "sampling_cdf" in data and size is None:
+        uniform = jax.random.uniform(key, (batch_size,))
+        index = jnp.minimum(jnp.searchsorted(data["sampling_cdf"], uniform, side="right"), upper - 1)
+        return Batch(**gather_batch(data, index))
     index = jax.random.randint(key, (batch_size,), 0, upper)
     return Batch(**gather_batch(data, index))
 

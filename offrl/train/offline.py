@@ -46,11 +46,14 @@ from offrl.train.checkpoint import Checkpoint, checkpoint_path, latest_valid_che
 from offrl.train.divergence import DivergenceError, all_finite, all_finite_per_seed, find_divergence, mark_diverged
 from offrl.train.configs import config_from_json, config_to_json, validate_algorithm_config
 from offrl.train.extra_fields import offline_extra_arrays
+from offrl.train.addons import addon_arrays
 from offrl.train.fused import make_fused_update
+from offrl.train.hubl import blended_config
 from offrl.train.policy import Policy
 from offrl.train.progress import TrainingProgress
 from offrl.train.run_dir import RunDirectory
 from offrl.train.run_record import common_record
+from offrl.train.samplers import check_sampler
 from offrl.train.seed_axis import resolve_seed_axis, seed_axis
 from offrl.train.validation import validation_probe
 
@@ -67,6 +70,11 @@ class TrainConfig:
     max_abs_q: float = 1e6  # a q_* metric beyond this magnitude stops the run as diverged
     validation_fraction: float = 0.0  # episodes held out, never trained on (NeoRL, Qin et al. 2022: split by trajectory)
     validation_seed: int = 0  # seed of the episode split, apart from --seed so that seeds share one split
+    # Add-ons for any algorithm (offrl/train/samplers.py, offrl/train/hubl.py):
+    sampler: str = "uniform"  # uniform, return-weighted, advantage-weighted or episode-weights (Hong et al. 2023)
+    sampler_temperature: float = 0.1  # softmax temperature of the weighted samplers (dw-offline-rl run_iql.py AW-0.1)
+    sampler_weights: str | None = None  # with --sampler episode-weights: a .npy/.txt file, one weight per episode
+    hubl: float = 0.0  # HUBL blending factor λ in [0, 1) (Geng et al. 2023); 0 = off
 
     def validate(self) -> None:
         for name in ("steps", "log_every", "eval_episodes"):
@@ -79,6 +87,7 @@ class TrainConfig:
             raise ConfigError(f"--max-abs-q is {self.max_abs_q}; expected a positive number.")
         if not (0.0 <= self.validation_fraction < 1.0):
             raise ConfigError(f"--validation-fraction is {self.validation_fraction}; expected a number in [0, 1).")
+        check_sampler(self.sampler, self.sampler_temperature, self.sampler_weights)
 
 
 @dataclass
@@ -123,6 +132,8 @@ def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | 
     arrays = training_arrays(dataset, normalizer) if layout is None else layout(dataset, normalizer, algo_config)
     if layout is None:  # fields an algorithm declares in EXTRA_FIELDS (Cal-QL's mc_returns)
         arrays.update(offline_extra_arrays(algo, algo_config, dataset, normalizer))
+    if train is not None:  # --hubl relabelling and --sampler weights (offrl/train/addons.py)
+        arrays = addon_arrays(algo, algo_config, dataset, arrays, train)
     device_data = jax.device_put(arrays)
     return normalizer, device_data
 
@@ -383,7 +394,7 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
     check_finite = all_finite_per_seed if vmapped else all_finite
 
     def compile_chunk(size: int):
-        fused = make_fused_update(algo, algo_config, size)
+        fused = make_fused_update(algo, blended_config(algo_config, train.hubl), size)  # --hubl: discount γ(1-λ)
         if vmapped:
             fused = seed_axis(fused, axis)
         return jax.jit(fused).lower(state, device_data, train_key).compile()
