@@ -180,11 +180,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     validate_algorithm_config(algo_config)
     if args.seeds < 1:
         raise ConfigError(f"--seeds is {args.seeds}; expected a positive number of seeds.")
+    from offrl.train.presets import command as presets  # defaults < the dataset's preset < flags given
+
+    if args.print_config:
+        return presets.print_config(algo, TrainConfig, args, _given(algo.Config, args), _given(TrainConfig, args))
     dataset = _resolve_dataset(args.dataset, args.data_dir, args.clip_actions, download=args.download)
+    algo_config, train_config, preset = presets.resolve(algo, TrainConfig, args.preset, args.dataset,
+                                                        train_config.env_id or dataset.metadata.env_id,
+                                                        _given(algo.Config, args), _given(TrainConfig, args))
+    train_config.validate()
+    validate_algorithm_config(algo_config)
+    print(presets.describe(preset, args.dataset, args.preset))
     seed_label = f"seed{train_config.seed}" if args.seeds == 1 else f"seeds{train_config.seed}-{train_config.seed + args.seeds - 1}"
     run_dir = args.run_dir or _default_run_dir(algo.NAME, _dataset_label(dataset, args.dataset), seed_label)
     reference = {"argument": args.dataset, "name": dataset.metadata.name, "source": dataset.metadata.source,
-                 "data_dir": args.data_dir, "clip_actions": args.clip_actions}
+                 "data_dir": args.data_dir, "clip_actions": args.clip_actions,
+                 "preset": preset.to_json() if preset is not None else None}
     if args.seeds > 1:
         from offrl.train.multi_seed import train_seeds
 
@@ -515,6 +526,7 @@ MAKE_LEVELS = "levels:\n" + "\n".join(textwrap.fill(meaning, 78, initial_indent=
 def build_parser() -> argparse.ArgumentParser:
     from offrl.algos import ALGORITHMS, ONLINE_ALGORITHMS
     from offrl.train.offline import TrainConfig
+    from offrl.train.presets.command import add_train_arguments as add_preset_arguments
 
     parser = OneSentenceParser(prog="offrl", description="Offline reinforcement learning: train, evaluate, inspect datasets.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -539,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="how the seeds share the program: vmap (batched; GPU default) or map (one after another; CPU default)")
         sub.add_argument("--env", dest="TrainConfig.env_id", default=argparse.SUPPRESS, metavar="ENV_ID",
                          help="evaluation environment (default: the dataset's env id)")
+        add_preset_arguments(sub)  # --preset, --print-config
         add_config_arguments(sub, TrainConfig, "training", exclude=("env_id",))
         add_config_arguments(sub, module.Config, f"{name} hyperparameters")
         sub.set_defaults(handler=cmd_train)
@@ -591,6 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     algos = commands.add_parser("algos", help="list algorithms with their papers")
     algos.set_defaults(handler=cmd_algos)
+    from offrl.train.presets.command import add_command as add_presets_command  # `offrl presets ALGO`
+
+    add_presets_command(commands)
 
     report = commands.add_parser("report", help="Markdown + HTML report (tables, IQM with CIs, plots) of the runs under a directory")
     report.add_argument("results_dir", help="directory holding run directories at any depth")

@@ -21,6 +21,11 @@ Spec keys (see examples/sweep.yaml):
   selection   {criterion: validation (default) | last_evals, episodes: N, last: K}
   data_dir    offrl data directory for registered dataset names
   clip_actions  clip dataset actions into the action space (default false)
+  presets     true: each (algorithm, dataset) starts from the reference's per-dataset preset
+              (offrl/train/presets; public dataset names only), under `config`/`grid` and the
+              `train` keys the spec gives (default false)
+  budget_scale  multiply every trial's steps, eval_every and checkpoint_every by this (0 < x <= 1;
+              default 1): a cheaper version of a reference budget, recorded in every trial
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from typing import Any
 from offrl.errors import ConfigError
 
 TOP_LEVEL_KEYS = ("name", "algorithms", "datasets", "seeds", "train", "config", "grid", "search", "selection",
-                  "data_dir", "clip_actions")
+                  "data_dir", "clip_actions", "presets", "budget_scale")
 SEARCH_KINDS = ("grid", "random")
 DISTRIBUTIONS = ("choice", "uniform", "log_uniform", "int_uniform")
 CRITERIA = ("validation", "last_evals")
@@ -155,6 +160,15 @@ def parse_spec(raw: Any, where: str = "spec", base_dir: str | Path | None = None
     values["grid"] = _per_algorithm(raw.get("grid", {}), algorithms, where, "grid", _grid_values)
     values["search"] = _search(raw.get("search", {"kind": "grid"}), algorithms, where)
     values["selection"] = _selection(raw.get("selection", {}), where)
+    # Added only when used, so that the hashes (and directories) of specs without them stay as they were.
+    if _boolean(raw.get("presets", False), where, "presets"):
+        values["presets"] = True
+        values["train_given"] = sorted(raw.get("train", {}))  # these keep the spec's value over a preset's
+    scale = raw.get("budget_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+        raise ConfigError(f"{where}: 'budget_scale' is {scale!r}; expected a number in (0, 1].")
+    if scale != 1:
+        values["budget_scale"] = float(scale)
     for algorithm in algorithms:  # one hyperparameter, one place
         places = [("config", values["config"].get(algorithm, {})), ("grid", values["grid"].get(algorithm, {})),
                   ("search.space", values["search"].get("space", {}).get(algorithm, {}))]
@@ -317,8 +331,10 @@ def expand_trials(spec: SweepSpec) -> list[dict[str, Any]]:
         fixed = values["config"].get(algorithm, {})
         points = _search_points(values, algorithm)
         for dataset in values["datasets"]:
+            preset = _preset(values, algorithm, dataset)
+            train = _trial_train(values, preset)
             for point in points:
-                overrides = {**fixed, **point}
+                overrides = {**(preset.config if preset is not None else {}), **fixed, **point}
                 try:
                     config = algo.Config(**_config_arguments(algo.Config, overrides))
                 except (TypeError, ValueError) as error:
@@ -334,8 +350,10 @@ def expand_trials(spec: SweepSpec) -> list[dict[str, Any]]:
                     "dataset_label": dataset_label(dataset),
                     "hyperparameters": point,
                     "algorithm_config": algorithm_config,
-                    "train": dict(values["train"]),
+                    "train": dict(train),
                     "seeds": list(values["seeds"]),
+                    **({"preset": preset.to_json() if preset is not None else None} if values.get("presets") else {}),
+                    **({"budget_scale": values["budget_scale"]} if "budget_scale" in values else {}),
                     "selection": dict(values["selection"]),
                     "data_dir": values["data_dir"],
                     "clip_actions": values["clip_actions"],
@@ -347,6 +365,28 @@ def expand_trials(spec: SweepSpec) -> list[dict[str, Any]]:
             seen[trial["id"]] = trial
             unique.append(trial)
     return unique
+
+
+def _preset(values: dict[str, Any], algorithm: str, dataset: str):
+    if not values.get("presets"):
+        return None
+    from offrl.train.presets import choose_preset
+
+    return choose_preset(algorithm, None, dataset, None)
+
+
+def _trial_train(values: dict[str, Any], preset) -> dict[str, Any]:
+    """The spec's train settings, under a preset's budget where the spec gave none, then scaled."""
+    train = dict(values["train"])
+    if preset is not None:
+        train.update({key: value for key, value in preset.train.items() if key not in values.get("train_given", [])})
+    scale = values.get("budget_scale")
+    if scale is not None:
+        for key in ("steps", "eval_every", "checkpoint_every"):
+            if train.get(key):
+                train[key] = max(1, round(train[key] * scale))
+        train["log_every"] = min(train["log_every"], train["steps"])
+    return train
 
 
 def _search_points(values: dict[str, Any], algorithm: str) -> list[dict[str, Any]]:

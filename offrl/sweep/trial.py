@@ -181,7 +181,9 @@ def _train_and_validate(trial, directory: Path, dataset, expected_fingerprint, r
             raise ConfigError(f"Dataset {trial['dataset']!r} changed since the sweep started (fingerprint {found[:12]}, "
                               f"recorded {expected_fingerprint[:12]}); expected the same data for every trial.")
     reference = {"argument": trial["dataset"], "name": dataset.metadata.name, "source": dataset.metadata.source,
-                 "data_dir": trial.get("data_dir"), "clip_actions": bool(trial.get("clip_actions"))}
+                 "data_dir": trial.get("data_dir"), "clip_actions": bool(trial.get("clip_actions")),
+                 **({"preset": trial["preset"]} if "preset" in trial else {}),
+                 **({"budget_scale": trial["budget_scale"]} if "budget_scale" in trial else {})}
     seeds = trial["seeds"]
     resume = _prepare_directory(directory, seeds, record)
     record["resumed"] = resume

@@ -1,0 +1,137 @@
+"""Per-dataset presets: the files, selection by dataset name, override order, --print-config,
+wrong-environment refusal, the record in config.json, and presets in sweep trials."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from offrl.algos import ALGORITHMS
+from offrl.cli import main
+from offrl.data.d4rl_io import write_npz
+from offrl.data.registry import import_dataset
+from offrl.sweep.spec import parse_spec
+from offrl.train.offline import TrainConfig
+from offrl.train.presets import choose_preset, load_presets
+
+from reliability_helpers import pendulum_shaped_dataset
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def printed_config(capsys, *argv) -> dict:
+    code, out, err = run_cli(capsys, "train", *argv, "--print-config")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_every_preset_sets_real_fields_and_cites_a_reference_file(algorithm):
+    config_fields = {field.name for field in dataclasses.fields(ALGORITHMS[algorithm].Config)}
+    train_fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    for name, preset in load_presets(algorithm).items():
+        assert set(preset.config) <= config_fields, (name, set(preset.config) - config_fields)
+        assert set(preset.train) <= train_fields, (name, set(preset.train) - train_fields)
+        assert preset.source.split()[0].split("@")[0] in ("tinkoff-ai/CORL", "tinkoff-ai/ReBRAC", "thuml/SPOT"), preset.source
+        assert preset.source.endswith((".yaml", ".yml")), preset.source
+        ALGORITHMS[algorithm].Config(**preset.config)  # the values are accepted
+
+
+def test_presets_hold_the_references_values():
+    """Spot checks against the reference files (values read from tinkoff-ai/ReBRAC and CORL at the cited commits)."""
+    rebrac = load_presets("rebrac")["hopper-medium-replay-v2"]
+    assert (rebrac.config["actor_bc_coef"], rebrac.config["critic_bc_coef"]) == (0.05, 0.5)
+    assert load_presets("rebrac")["antmaze-large-play-v2"].config["discount"] == 0.999
+    sac_n = load_presets("sac_n")["hopper-medium-v2"]
+    assert sac_n.config["num_critics"] == 500 and sac_n.train["steps"] == 3_000_000
+    edac = load_presets("edac")["halfcheetah-medium-expert-v2"]
+    assert (edac.config["num_critics"], edac.config["eta"], edac.train["steps"]) == (10, 5.0, 3_000_000)
+    dt = load_presets("dt")["hopper-medium-v2"]
+    assert (dt.config["target_return"], dt.config["return_scale"], dt.train["steps"]) == (3600.0, 1000.0, 100_000)
+    iql = load_presets("iql")
+    assert iql["hopper-medium-replay-v2"].config == {"expectile": 0.7, "temperature": 3.0, "tau": 0.001, "normalize_rewards": True}
+    assert (iql["antmaze-umaze-v2"].config["expectile"], iql["antmaze-umaze-v2"].config["temperature"]) == (0.9, 10.0)
+    assert "r - 1" in iql["antmaze-umaze-v2"].note  # what offrl cannot apply is said, not hidden
+    assert load_presets("cql")["antmaze-umaze-v2"].config["lagrange"] is True
+    assert load_presets("awac")["antmaze-umaze-v2"].config["awac_lambda"] == 0.1
+    assert load_presets("spot")["hopper-medium-v2"].config["support_weight"] == 0.1
+
+
+def test_public_name_picks_its_preset_and_flags_override_it(capsys):
+    chosen = printed_config(capsys, "rebrac", "--dataset", "d4rl/hopper-medium-replay-v2")
+    assert chosen["preset"]["name"] == "hopper-medium-replay-v2"
+    assert "configs/rebrac/hopper/hopper_medium_replay.yaml" in chosen["preset"]["source"]
+    assert (chosen["algorithm_config"]["actor_bc_coef"], chosen["algorithm_config"]["critic_bc_coef"]) == (0.05, 0.5)
+    assert chosen["env_id"] == "Hopper-v4"
+    given = printed_config(capsys, "rebrac", "--dataset", "d4rl/hopper-medium-replay-v2", "--actor-bc-coef", "0.3")
+    assert given["algorithm_config"]["actor_bc_coef"] == 0.3 and given["algorithm_config"]["critic_bc_coef"] == 0.5
+    off = printed_config(capsys, "rebrac", "--dataset", "d4rl/hopper-medium-replay-v2", "--preset", "none")
+    defaults = ALGORITHMS["rebrac"].Config()
+    assert off["preset"] is None and off["algorithm_config"]["actor_bc_coef"] == defaults.actor_bc_coef
+    budget = printed_config(capsys, "sac_n", "--dataset", "d4rl/hopper-medium-v2")
+    assert budget["train"]["steps"] == 3_000_000 and budget["algorithm_config"]["num_critics"] == 500
+    cheaper = printed_config(capsys, "sac_n", "--dataset", "d4rl/hopper-medium-v2", "--steps", "5000")
+    assert cheaper["train"]["steps"] == 5000 and cheaper["algorithm_config"]["num_critics"] == 500
+    antmaze = printed_config(capsys, "iql", "--dataset", "D4RL/antmaze/umaze-v1")
+    assert antmaze["preset"]["name"] == "antmaze-umaze-v2" and antmaze["algorithm_config"]["expectile"] == 0.9
+    explicit = printed_config(capsys, "iql", "--dataset", "d4rl/hopper-random-v2", "--preset", "hopper-medium-replay-v2")
+    assert explicit["algorithm_config"]["tau"] == 0.001
+    assert printed_config(capsys, "bc", "--dataset", "d4rl/hopper-medium-v2")["preset"] is None  # no tuning: defaults
+
+
+def test_bad_preset_input_is_one_sentence(capsys):
+    code, _, err = run_cli(capsys, "train", "iql", "--dataset", "d4rl/hopper-medium-v2", "--preset", "halfcheetah-medium-v2",
+                           "--print-config")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "tuned for halfcheetah" in err and "Hopper-v4" in err
+    code, _, err = run_cli(capsys, "train", "iql", "--dataset", "d4rl/hopper-medium-v2", "--preset", "hopper-mediun-v2",
+                           "--print-config")
+    assert code == 2 and "not a preset of iql" in err and len(err.strip().splitlines()) == 1
+    assert choose_preset("iql", None, "my-own-data", "Hopper-v4") is None  # private names get no preset
+
+
+def test_presets_command_lists_sources(capsys):
+    code, out, _ = run_cli(capsys, "presets", "sac_n")
+    assert code == 0 and "hopper-medium-v2" in out and "num_critics=500" in out
+    assert "tinkoff-ai/CORL@" in out and "configs/offline/sac_n/hopper/medium_v2.yaml" in out
+    code, out, _ = run_cli(capsys, "presets", "bc")
+    assert code == 0 and "no presets" in out
+    code, _, err = run_cli(capsys, "presets", "nope")
+    assert code == 2 and "not known" in err
+
+
+def test_training_records_the_preset_in_config_json(capsys, tmp_path):
+    """The cheap Pendulum-shaped data of test_cli registered under a D4RL name: the name picks the
+    preset; evaluation runs in the env the file records (Pendulum-v1), which keeps the test fast."""
+    npz = write_npz(pendulum_shaped_dataset(), tmp_path / "pendulum.npz")
+    import_dataset(str(npz), "d4rl/hopper-medium-replay-v2")
+    code, out, err = run_cli(capsys, "train", "td3bc", "--dataset", "d4rl/hopper-medium-replay-v2", "--run-dir", "run",
+                             "--steps", "100", "--log-every", "50", "--eval-every", "100", "--eval-episodes", "2",
+                             "--hidden-dims", "32", "32", "--batch-size", "64", "--no-progress", "--alpha", "1.5")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("preset: td3bc/hopper-medium-replay-v2")
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["dataset"]["preset"]["name"] == "hopper-medium-replay-v2"
+    assert "configs/offline/td3_bc/hopper/medium_replay_v2.yaml" in record["dataset"]["preset"]["source"]
+    assert record["algorithm_config"]["alpha"] == 1.5 and record["train"]["steps"] == 100  # flags over the preset
+
+
+def test_sweep_trials_start_from_presets_and_scale_the_budget():
+    raw = {"algorithms": ["sac_n", "td3bc"], "datasets": ["d4rl/hopper-medium-v2", "mine"], "seeds": 2,
+           "train": {"eval_episodes": 3}, "presets": True, "budget_scale": 0.01}
+    trials = {(t["algorithm"], t["dataset"]): t for t in parse_spec(raw).trials()}
+    sac_n = trials[("sac_n", "d4rl/hopper-medium-v2")]
+    assert sac_n["algorithm_config"]["num_critics"] == 500 and sac_n["preset"]["name"] == "hopper-medium-v2"
+    assert sac_n["train"]["steps"] == 30_000 and sac_n["train"]["eval_episodes"] == 3  # the spec's key wins
+    assert sac_n["budget_scale"] == 0.01
+    assert trials[("sac_n", "mine")]["preset"] is None and trials[("sac_n", "mine")]["train"]["steps"] == 10_000
+    plain = parse_spec({"algorithms": ["td3bc"], "datasets": ["d4rl/hopper-medium-v2"]})
+    assert "presets" not in plain.values and "preset" not in plain.trials()[0]  # old specs hash as before
+    with pytest.raises(Exception, match="budget_scale"):
+        parse_spec({**raw, "budget_scale": 2})
