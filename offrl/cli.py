@@ -305,6 +305,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = RunDirectory(args.run_dir)
     config = run.read_config()
     policy = load_policy(args.run_dir)
+    if args.obs_noise:  # RORL-style perturbed observations (offrl/evaluate/perturbation.py)
+        from offrl.evaluate.perturbation import NoisyObservations
+
+        policy = NoisyObservations(policy, args.obs_noise, seed=args.seed)
     env_id = args.env or config["env_id"]
     stats = evaluate_policy(policy, env_id, args.episodes, seed=args.seed)
     print(f"{env_id}: return {stats.mean_return:.1f} ± {np.std(stats.returns):.1f} over {args.episodes} episodes")
@@ -562,6 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--env", default=None, help="environment id (default: the run's)")
+    evaluate.add_argument("--obs-noise", type=float, default=0.0, metavar="EPS",
+                          help="perturb each observation the policy sees by U(-EPS, EPS) noise (RORL's random attack; default 0)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     datasets = commands.add_parser("datasets", help="inspect, list, import and make datasets")

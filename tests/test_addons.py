@@ -179,3 +179,19 @@ def test_label_cli_zero_baseline_and_bad_input(tmp_path, capsys):
     assert error.count("\n") == 0 and not target.exists()
     assert main(["datasets", "label", str(out), "--method", "seabo", "--expert", source, "--out", str(target)]) == 0
     assert np.all(load_dataset(target).rewards == 1.0)  # the data are their own demonstrations: distance 0
+
+
+def test_obs_noise_perturbs_what_the_policy_sees_within_the_radius():
+    from offrl.errors import ConfigError
+    from offrl.evaluate.perturbation import NoisyObservations
+
+    seen = []
+    observations = np.zeros((4000, 3), np.float32)
+    noisy = NoisyObservations(lambda obs: seen.append(obs) or np.zeros((len(obs), 1)), 0.2, seed=1)
+    noisy(observations)
+    assert np.all(np.abs(seen[0]) <= 0.2) and np.abs(seen[0]).max() > 0.19 and abs(float(seen[0].mean())) < 0.01
+    again = []
+    NoisyObservations(lambda obs: again.append(obs) or obs, 0.2, seed=1)(observations)
+    np.testing.assert_array_equal(seen[0], again[0])  # seeded
+    with pytest.raises(ConfigError, match="--obs-noise is -0.1"):
+        NoisyObservations(lambda obs: obs, -0.1)
