@@ -151,7 +151,9 @@ def pendulum_dataset(pendulum_references) -> Dataset:
 
     dataset = collect_episodes("Pendulum-v1", mixed_quality(0.5), num_episodes=40, seed=0, name="pendulum-mixed-v0")
     dataset.metadata.ref_min_score, dataset.metadata.ref_max_score = pendulum_references
-    return dataset
+    # Pendulum-v1 has no constraint: cost 0 on every step, so that the safe algorithms (which
+    # refuse data without costs) run in the generic tests too.
+    return dataset.replace(costs=np.zeros(dataset.num_transitions, np.float32))
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,8 @@ from dataset_helpers import make_random_dataset, random_batch as batch_of_random
 # Every algorithm the library trains, online ones included (SAC is the fine-tuning engine's
 # default learner, not in the `offrl train` registry).
 EVERY_ALGORITHM = {**ALGORITHMS, **ONLINE_ALGORITHMS, sac.NAME: sac}
-# No critic, so no bootstrap: behaviour cloning (plain and filtered) and the Decision Transformer.
-NO_CRITIC = {"bc", "percent_bc", "dt"}
+# No critic, so no bootstrap: behaviour cloning (plain and filtered, safe RL's BC-All/BC-Safe too) and the Decision Transformer.
+NO_CRITIC = {"bc", "percent_bc", "dt", "bc_all", "bc_safe"}
 WITH_CRITIC = sorted(set(EVERY_ALGORITHM) - NO_CRITIC)
 # SPOT's first `vae_steps` updates fit its VAE only; start at its TD3 phase.
 SETTINGS = {"spot": {"vae_steps": 0, "vae_hidden_dims": (16, 16)}}

@@ -28,6 +28,8 @@ def finished_episodes(
 
     Terminations become `terminals`, time-limit truncations `timeouts`, and each transition
     keeps its true next observation (the episode's final one, not the next episode's first).
+    An env that reports a step cost in `info["cost"]` (offrl/envs/velocity_cost.py) also gets
+    per-step `costs`.
     The vector env is closed when the caller stops iterating.
     """
     low, high = action_bounds(env_id)
@@ -48,6 +50,9 @@ def finished_episodes(
                 buffer["next_observations"].append(infos["final_obs"][i] if done[i] else next_observations[i])
                 buffer["terminals"].append(bool(terminated[i]))
                 buffer["timeouts"].append(bool(truncated[i] and not terminated[i]))
+                if "cost" in infos:  # a constrained task; a finished sub-env's step info is its final_info
+                    step_info = infos["final_info"] if done[i] and "final_info" in infos else infos
+                    buffer.setdefault("costs", []).append(float(step_info["cost"][i]))
                 if done[i]:
                     finished.append({field: np.asarray(values) for field, values in buffer.items()})
                     buffers[i] = {field: [] for field in _FIELDS}
@@ -60,6 +65,8 @@ def finished_episodes(
 def episodes_to_dataset(episodes: list[dict[str, np.ndarray]], metadata: DatasetMetadata) -> Dataset:
     lengths = np.array([len(episode["rewards"]) for episode in episodes])
     flat = {field: np.concatenate([episode[field] for episode in episodes]) for field in _FIELDS}
+    if all("costs" in episode for episode in episodes):
+        flat["costs"] = np.concatenate([episode["costs"] for episode in episodes])
     return Dataset(**flat, episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]), metadata=metadata)
 
 

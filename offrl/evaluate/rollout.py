@@ -14,6 +14,11 @@ from offrl.envs.factory import make_vector_env
 class EpisodeStats:
     returns: np.ndarray
     lengths: np.ndarray
+    costs: np.ndarray | None = None  # summed `info["cost"]` per episode, for envs that report one
+
+    @property
+    def mean_cost(self) -> float | None:
+        return None if self.costs is None else float(np.mean(self.costs))
 
     @property
     def mean_return(self) -> float:
@@ -46,15 +51,32 @@ def evaluate_policy(
         running = np.ones(num_episodes, dtype=bool)
         rewards = np.zeros(num_episodes, dtype=np.float32)
         starts = np.ones(num_episodes, dtype=bool)
+        costs, has_costs = np.zeros(num_episodes), False
         while running.any():
             observations = observations.astype(np.float32)
             actions = policy(observations, rewards, starts) if stateful else policy(observations)
             actions = np.asarray(actions, dtype=envs.action_space.dtype)
-            observations, rewards, terminated, truncated, _ = envs.step(actions)
+            observations, rewards, terminated, truncated, infos = envs.step(actions)
             returns += np.where(running, rewards, 0.0)
+            step_costs = _step_costs(infos, terminated | truncated)
+            if step_costs is not None:
+                has_costs = True
+                costs += np.where(running, step_costs, 0.0)
             lengths += running
             starts = terminated | truncated
             running &= ~starts
-        return EpisodeStats(returns=returns, lengths=lengths)
+        return EpisodeStats(returns=returns, lengths=lengths, costs=costs if has_costs else None)
     finally:
         envs.close()
+
+
+def _step_costs(infos: dict, done: np.ndarray) -> np.ndarray | None:
+    """Each sub-env's `info["cost"]` for this step (constrained tasks, e.g. offrl/envs/velocity_cost.py).
+    With same-step autoreset a finished sub-env's info is its reset's; its step's is in `final_info`."""
+    if "cost" not in infos:
+        return None
+    costs = np.asarray(infos["cost"], np.float64).copy()
+    final = infos.get("final_info")
+    if isinstance(final, dict) and "cost" in final and done.any():
+        costs = np.where(done, np.asarray(final["cost"], np.float64), costs)
+    return costs

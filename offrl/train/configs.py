@@ -47,5 +47,7 @@ def validate_algorithm_config(config: Any) -> None:
             raise ConfigError(f"{flag} is {value}; expected a positive number.")
         if name == "hidden_dims" and (len(value) == 0 or any(width <= 0 for width in value)):
             raise ConfigError(f"{flag} is {list(value)}; expected one or more positive layer widths.")
+        if name == "target_cost" and value is not None and not 0.0 <= value < float("inf"):  # safe RL's cost threshold
+            raise ConfigError(f"{flag} is {value}; expected a non-negative cost threshold per episode.")
         if name in ("discount", "tau", "expectile") and not 0.0 < value <= 1.0:
             raise ConfigError(f"{flag} is {value}; expected a value in (0, 1].")

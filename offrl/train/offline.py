@@ -41,6 +41,7 @@ from offrl.data.validation_split import split_episodes, validation_episodes
 from offrl.envs.factory import action_bounds, check_env_id
 from offrl.errors import ConfigError
 from offrl.evaluate.rollout import evaluate_policy
+from offrl.evaluate.safe_scores import safe_record
 from offrl.evaluate.scores import normalized_score
 from offrl.train.checkpoint import Checkpoint, checkpoint_path, latest_valid_checkpoint, load_checkpoint_full, save_checkpoint
 from offrl.train.divergence import DivergenceError, all_finite, all_finite_per_seed, find_divergence, mark_diverged
@@ -337,7 +338,7 @@ def _resume_point(runs: list[RunDirectory], template: Any) -> list[Checkpoint | 
 
 
 def _evaluation_record(policy: Policy, env_id: str, train: TrainConfig, seed: int, step: int, dataset: Dataset,
-                       has_reference: bool) -> dict[str, Any]:
+                       has_reference: bool, target_cost: float | None = None) -> dict[str, Any]:
     stats = evaluate_policy(policy, env_id, train.eval_episodes, seed=seed + 10_000)
     record = {"step": step, "return_mean": stats.mean_return, "return_std": float(np.std(stats.returns)),
               "returns": stats.returns.tolist(), "lengths": stats.lengths.tolist()}
@@ -345,7 +346,19 @@ def _evaluation_record(policy: Policy, env_id: str, train: TrainConfig, seed: in
         scores = normalized_score(stats.returns, dataset.metadata.ref_min_score, dataset.metadata.ref_max_score)
         record["normalized_score"] = float(np.mean(scores))
         record["normalized_score_std"] = float(np.std(scores))
+    if stats.costs is not None:  # a constrained task: episode costs, and DSRL's scores at the target cost
+        record.update(cost_mean=stats.mean_cost, costs=stats.costs.tolist())
+        if target_cost is not None:
+            record.update(safe_record(stats.returns, stats.costs, target_cost, dataset.metadata.ref_min_score,
+                                      dataset.metadata.ref_max_score))
     return record
+
+
+def _safe_summary(final: dict[str, Any]) -> dict[str, Any]:
+    """The final evaluation's cost numbers (constrained tasks only) for summary.json."""
+    keys = {"cost_mean": "final_cost", "target_cost": "target_cost", "normalized_cost": "final_normalized_cost",
+            "normalized_reward": "final_normalized_reward", "safe": "final_safe"}
+    return {name: final[key] for key, name in keys.items() if key in final}
 
 
 def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, device_data, env_id, has_reference,
@@ -476,7 +489,8 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
             if evaluating and env_id is not None:  # no env: no rollouts (offline estimates: `offrl ope`)
                 for index in active:
                     policy.state = member(state, index)
-                    evals[index].append(_evaluation_record(policy, env_id, train, seeds[index], step, dataset, has_reference))
+                    evals[index].append(_evaluation_record(policy, env_id, train, seeds[index], step, dataset, has_reference,
+                                                           target_cost=getattr(algo_config, "target_cost", None)))
                     runs[index].append("eval.jsonl", evals[index][-1])
                 bar.report_eval(_mean_record([evals[index][-1] for index in active]))
             if (train.checkpoint_every and step % train.checkpoint_every == 0) or step == train.steps:
@@ -512,6 +526,7 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
             best_step=best["step"],
             final_normalized_score=final.get("normalized_score"),
             best_normalized_score=best.get("normalized_score"),
+            **_safe_summary(final),
             compile_seconds=compile_seconds,
             train_seconds=train_seconds,
             updates_per_second=step / train_seconds if train_seconds else None,

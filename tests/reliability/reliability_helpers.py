@@ -53,6 +53,7 @@ def small_algorithm(name: str) -> SmallAlgorithm:
     algo = get_algorithm(name)
     config = small_config(algo)
     dataset = make_random_dataset([200, 150, 120, 80], obs_dim=4, action_dim=2, seed=5)
+    dataset = dataset.replace(costs=np.arange(dataset.num_transitions) % 20 == 0)  # safe algorithms need costs
     _, data = prepare(algo, config, dataset, None)  # the engine's own layout (transitions, or DT's windows)
     init_key, train_key = jax.random.split(jax.random.PRNGKey(11))
     return SmallAlgorithm(name, algo, config, dataset, data, jax.jit(make_fused_update(algo, config, 10)), init_key, train_key)

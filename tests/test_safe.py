@@ -1,0 +1,194 @@
+"""Safe offline RL: constrained tasks, costs in rollouts, DSRL's scores, BC-All and BC-Safe."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from offrl.algos import get_algorithm
+from offrl.algos.safe import bc_safe
+from offrl.cli import main
+from offrl.data.collect import collect_episodes
+from offrl.data.d4rl_io import write_npz
+from offrl.data.transforms import fit_normalizer
+from offrl.envs.torque_cost import PENDULUM_TORQUE_COST_ID
+from offrl.envs.velocity_cost import VELOCITY_THRESHOLDS, velocity_env_id
+from offrl.evaluate.rollout import evaluate_policy
+from offrl.evaluate.safe_scores import normalized_cost, normalized_reward, safe_record, safe_table_row
+from offrl.errors import ConfigError
+from offrl.train.offline import TrainConfig, train_offline
+from safe_learning_data import SAFE_EVERY, TARGET_COST, capped_controller, safe_and_unsafe_pendulum
+
+
+# ------------------------------------------------------------------------ velocity tasks
+@pytest.mark.parametrize("robot", ["Hopper", "HalfCheetah", "Ant"])
+def test_velocity_cost_matches_the_simulators_velocity(robot):
+    """cost = 1 exactly when the root's displacement over one control step, read from MuJoCo's
+    qpos (Ant: the torso's planar speed), divided by dt exceeds the threshold: Safety-Gymnasium's
+    for 100 random steps, then the median speed seen (so that both outcomes are exercised)."""
+    env = gym.make(velocity_env_id(robot))
+    sim = env.unwrapped
+    _, info = env.reset(seed=0)
+    assert info["cost"] == 0.0 and env.spec.max_episode_steps == 1000
+    rng = np.random.default_rng(0)
+
+    def position():
+        return sim.data.body("torso").xpos[:2].copy() if robot == "Ant" else sim.data.qpos[:1].copy()
+
+    def steps(count, threshold):
+        speeds, costs = [], []
+        for _ in range(count):
+            before = position()
+            _, _, terminated, truncated, info = env.step(rng.uniform(-1, 1, env.action_space.shape))
+            displacement = position() - before
+            speeds.append(np.hypot(*displacement) / sim.dt if robot == "Ant" else displacement[0] / sim.dt)
+            costs.append(info["cost"])
+            assert info["cost"] == float(speeds[-1] > threshold), (speeds[-1], threshold, info["cost"])
+            if terminated or truncated:
+                env.reset(seed=len(costs))
+        return np.array(speeds), np.array(costs)
+
+    speeds, _ = steps(100, VELOCITY_THRESHOLDS[robot])
+    median = float(np.median(speeds))
+    env.set_wrapper_attr("threshold", median)
+    _, costs = steps(100, median)
+    assert 0 < costs.sum() < len(costs)
+    env.close()
+
+
+def test_safety_gymnasium_thresholds_are_the_v1_tasks():
+    assert VELOCITY_THRESHOLDS == {"Hopper": 0.7402, "HalfCheetah": 3.2096, "Walker2d": 2.3415, "Ant": 2.6222,
+                                   "Swimmer": 0.2282}
+
+
+# ------------------------------------------------------------------------ costs in rollouts
+def test_rollouts_sum_every_steps_cost_including_the_last():
+    """Torque 1.5 (> the limit 1) on all 200 steps costs 200 per episode (the last step's cost
+    comes from the vector env's final_info); torque 0.5 costs 0; Pendulum-v1 reports no cost."""
+    over = evaluate_policy(lambda obs: np.full((len(obs), 1), 1.5), PENDULUM_TORQUE_COST_ID, 3, seed=0)
+    np.testing.assert_array_equal(over.costs, [200, 200, 200])
+    under = evaluate_policy(lambda obs: np.full((len(obs), 1), 0.5), PENDULUM_TORQUE_COST_ID, 3, seed=0)
+    np.testing.assert_array_equal(under.costs, [0, 0, 0])
+    assert evaluate_policy(lambda obs: np.zeros((len(obs), 1)), "Pendulum-v1", 2, seed=0).costs is None
+
+
+def test_collected_episodes_record_each_steps_cost():
+    dataset = collect_episodes(PENDULUM_TORQUE_COST_ID, lambda obs, rng: rng.uniform(-2, 2, (len(obs), 1)), 3, seed=0)
+    np.testing.assert_array_equal(dataset.costs, (np.abs(dataset.actions[:, 0]) > 1.0).astype(np.float32))
+    assert dataset.num_transitions == 600
+
+
+# ------------------------------------------------------------------------ DSRL's scores
+def test_dsrl_normalisation_on_known_values():
+    np.testing.assert_allclose(normalized_reward([-100, 0, 150, 400], -100, 400), [0.0, 0.2, 0.5, 1.0])
+    np.testing.assert_allclose(normalized_cost([0, 5, 10, 20], 10), [0.0, 0.5, 1.0, 2.0])
+    # Target cost 0: epsilon 1 (DSRL's set_target_cost), so cost 0 scores 1 (still safe), cost 1 scores 2.
+    np.testing.assert_allclose(normalized_cost([0, 1, 3], 0), [1.0, 2.0, 4.0])
+    record = safe_record(returns=[150, 400], costs=[5, 20], target_cost=10, ref_min=-100, ref_max=400)
+    assert record == {"target_cost": 10.0, "normalized_cost": 1.25, "safe": False, "normalized_reward": 0.75}
+    row = safe_table_row([record, safe_record([0, 150], [0, 10], 40, -100, 400)])
+    assert row["normalized_reward"] == pytest.approx((0.75 + 0.35) / 2)
+    assert row["normalized_cost"] == pytest.approx((1.25 + 0.125) / 2) and row["safe"] is True
+    with pytest.raises(ConfigError, match="--target-cost is -1; expected a non-negative"):
+        normalized_cost([1.0], -1)
+
+
+# ------------------------------------------------------------------------ BC-Safe's data
+@pytest.fixture(scope="module")
+def safe_and_unsafe(pendulum_references):
+    return safe_and_unsafe_pendulum(pendulum_references)
+
+
+def test_bc_safe_trains_on_exactly_the_episodes_within_the_target_cost(safe_and_unsafe):
+    episode_costs = safe_and_unsafe.episode_costs()
+    config = bc_safe.Config(target_cost=TARGET_COST)
+    data = bc_safe.training_data(safe_and_unsafe, fit_normalizer(safe_and_unsafe, False, False), config)
+    kept = np.flatnonzero(episode_costs <= TARGET_COST)
+    assert set(np.arange(0, safe_and_unsafe.num_episodes, SAFE_EVERY)) <= set(kept)  # every capped episode
+    expected = np.concatenate([safe_and_unsafe.episode(int(i))["observations"] for i in kept])
+    np.testing.assert_array_equal(data["observations"], expected)
+    assert len(kept) < safe_and_unsafe.num_episodes
+
+
+# ------------------------------------------------------------------------ learning
+def safe_final(name: str, dataset, tmp_path, seed: int = 0) -> dict:
+    algo = get_algorithm(name)
+    config = algo.Config(hidden_dims=(64, 64), target_cost=TARGET_COST)
+    train = TrainConfig(steps=2_000, eval_every=2_000, log_every=1_000, eval_episodes=10, seed=seed)
+    return train_offline(algo, config, dataset, train, tmp_path / f"{name}-{seed}", progress=False).summary
+
+
+@pytest.mark.slow
+def test_bc_all_breaks_the_constraint(safe_and_unsafe, tmp_path):
+    """BC-All imitates the unsafe two thirds of the data too. Target cost 5, 2k updates, 64x64,
+    seeds 0-2: normalised cost 3.22/3.96/3.92 (costs 16.1/19.8/19.6), normalised reward
+    1.01/1.00/1.01. Threshold: normalised cost above 1.5 (unsafe)."""
+    summary = safe_final("bc_all", safe_and_unsafe, tmp_path)
+    assert summary["target_cost"] == TARGET_COST and summary["final_safe"] is False
+    assert summary["final_normalized_cost"] > 1.5, summary
+
+
+@pytest.mark.slow
+def test_bc_safe_keeps_the_constraint_with_reward_above_random(safe_and_unsafe, tmp_path):
+    """BC-Safe clones the episodes with cost <= 5. 2k updates, 64x64, seeds 0-2: normalised cost
+    0.36/0.62/0.70 (costs 1.8/3.1/3.5), normalised reward 0.82/0.76/0.52 (random actions score 0).
+    Thresholds: normalised cost <= 1, normalised reward above 0.3. Broken, the filter off (every
+    episode cloned: BC-All, above): normalised cost 3.22/3.96/3.92; the test fails on it."""
+    summary = safe_final("bc_safe", safe_and_unsafe, tmp_path)
+    assert summary["final_normalized_cost"] <= 1.0 and summary["final_safe"] is True, summary
+    assert summary["final_normalized_reward"] > 0.3, summary
+
+
+# ------------------------------------------------------------------------ CLI
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_sentence(code, err, *needles):
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+FAST = ["--steps", "60", "--log-every", "30", "--eval-every", "60", "--eval-episodes", "2", "--hidden-dims", "16", "16",
+        "--batch-size", "32", "--no-progress"]
+
+
+def test_cli_trains_bc_safe_and_evaluates_reward_and_cost_at_a_target_cost(pendulum_references, tmp_path, capsys):
+    dataset = collect_episodes(PENDULUM_TORQUE_COST_ID, capped_controller(2.0), 4, seed=3)
+    dataset.metadata.ref_min_score, dataset.metadata.ref_max_score = pendulum_references
+    data = str(write_npz(dataset, tmp_path / "safe.npz"))
+    run_dir = tmp_path / "run"
+    cheapest = float(dataset.episode_costs().min())
+    code, out, err = run_cli(capsys, "train", "bc_safe", "--dataset", data, "--run-dir", str(run_dir),
+                             "--target-cost", str(cheapest), *FAST)
+    assert code == 0, err
+    evaluation = json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
+    assert evaluation["target_cost"] == cheapest and len(evaluation["costs"]) == 2
+    assert evaluation["normalized_cost"] == pytest.approx(np.mean(normalized_cost(evaluation["costs"], cheapest)))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["final_cost"] == pytest.approx(np.mean(evaluation["costs"]))
+    code, out, _ = run_cli(capsys, "evaluate", str(run_dir), "--episodes", "2", "--target-cost", "0")
+    assert code == 0 and "cost" in out and "at target cost 0: normalized reward" in out
+
+    assert_one_sentence(*run_cli(capsys, "evaluate", str(run_dir), "--target-cost", "-2")[::2], "--target-cost is -2.0")
+    assert_one_sentence(*run_cli(capsys, "train", "bc_safe", "--dataset", data, "--run-dir", str(tmp_path / "neg"),
+                                 "--target-cost", "-1", *FAST)[::2], "--target-cost is -1.0", "non-negative")
+    assert not (tmp_path / "neg").exists()
+    assert_one_sentence(*run_cli(capsys, "train", "bc_safe", "--dataset", data, "--run-dir", str(tmp_path / "low"),
+                                 "--target-cost", str(cheapest - 0.5), *FAST)[::2], "cheapest episode")
+    assert not (tmp_path / "low").exists()
+
+
+def test_cli_bc_safe_refuses_a_dataset_without_costs(pendulum_references, tmp_path, capsys):
+    dataset = collect_episodes("Pendulum-v1", capped_controller(2.0), 2, seed=3)
+    data = str(write_npz(dataset, tmp_path / "plain.npz"))
+    code, _, err = run_cli(capsys, "train", "bc_safe", "--dataset", data, "--run-dir", str(tmp_path / "run"), *FAST)
+    assert_one_sentence(code, err, "has no per-step costs", "bc_safe")
+    assert not (tmp_path / "run").exists()
