@@ -302,9 +302,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from offrl.train.policy import load_policy
     from offrl.train.run_dir import RunDirectory
 
-    from offrl.evaluate.safe_scores import check_target_cost, safe_record
+    from offrl.evaluate.safe_scores import parse_target_costs, safe_record, safe_table_row
 
-    check_target_cost(args.target_cost)
+    target_costs = parse_target_costs(args.target_cost)
     run = RunDirectory(args.run_dir)
     config = run.read_config()
     policy = load_policy(args.run_dir)
@@ -319,14 +319,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if meta.get("ref_min_score") is not None and meta.get("ref_max_score") is not None:
         scores = normalized_score(stats.returns, meta["ref_min_score"], meta["ref_max_score"])
         print(f"normalized score: {scores.mean():.1f} ± {scores.std():.1f}")
-    target_cost = args.target_cost if args.target_cost is not None else config.get("algorithm_config", {}).get("target_cost")
-    if stats.costs is not None:  # a constrained task (info["cost"]): DSRL's protocol at the target cost
+    if target_costs is None and config.get("algorithm_config", {}).get("target_cost") is not None:
+        target_costs = [float(config["algorithm_config"]["target_cost"])]
+    if stats.costs is not None:  # a constrained task (info["cost"]): DSRL's protocol at the target costs
         print(f"cost {stats.mean_cost:.1f} ± {np.std(stats.costs):.1f} per episode")
-        if target_cost is not None:
-            safe = safe_record(stats.returns, stats.costs, target_cost, meta.get("ref_min_score"), meta.get("ref_max_score"))
+        records = [safe_record(stats.returns, stats.costs, k, meta.get("ref_min_score"), meta.get("ref_max_score"))
+                   for k in target_costs or []]
+        rows = [(f"at target cost {k:g}", r) for k, r in zip(target_costs or [], records)]
+        if len(records) > 1:
+            rows.append((f"averaged over target costs {', '.join(f'{k:g}' for k in target_costs)}", safe_table_row(records)))
+        for label, safe in rows:
             reward = f"normalized reward {safe['normalized_reward']:.3f}, " if "normalized_reward" in safe else ""
-            print(f"at target cost {target_cost:g}: {reward}normalized cost {safe['normalized_cost']:.3f} "
-                  f"({'safe' if safe['safe'] else 'unsafe'})")
+            print(f"{label}: {reward}normalized cost {safe['normalized_cost']:.3f} ({'safe' if safe['safe'] else 'unsafe'})")
     return 0
 
 
@@ -579,8 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--env", default=None, help="environment id (default: the run's)")
     evaluate.add_argument("--obs-noise", type=float, default=0.0, metavar="EPS",
                           help="perturb each observation the policy sees by U(-EPS, EPS) noise (RORL's random attack; default 0)")
-    evaluate.add_argument("--target-cost", type=float, default=None, metavar="K",
-                          help="constrained tasks: DSRL's normalised cost at this cost threshold (default: the run's target_cost, if any)")
+    evaluate.add_argument("--target-cost", default=None, metavar="K[,K...]",
+                          help="constrained tasks: DSRL's normalised reward and cost at these cost thresholds, and their "
+                               "average as OSRL's tables report it (default: the run's target_cost, if any)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     datasets = commands.add_parser("datasets", help="inspect, list, import and make datasets")

@@ -174,10 +174,17 @@ def test_cli_trains_bc_safe_and_evaluates_reward_and_cost_at_a_target_cost(pendu
     assert evaluation["normalized_cost"] == pytest.approx(np.mean(normalized_cost(evaluation["costs"], cheapest)))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["final_cost"] == pytest.approx(np.mean(evaluation["costs"]))
-    code, out, _ = run_cli(capsys, "evaluate", str(run_dir), "--episodes", "2", "--target-cost", "0")
-    assert code == 0 and "cost" in out and "at target cost 0: normalized reward" in out
+    code, out, _ = run_cli(capsys, "evaluate", str(run_dir), "--episodes", "2", "--target-cost", "0,20,40")
+    lines = {line.split(":")[0]: line for line in out.splitlines()}
+    cost = float(out.split("cost ")[1].split()[0])  # "cost C ± S per episode"
+    for k in (0, 20, 40):
+        expected = (cost + (k == 0)) / (k + (k == 0))
+        assert f"at target cost {k}: normalized reward" in out and f"normalized cost {expected:.3f}" in lines[f"at target cost {k}"]
+    average = np.mean([(cost + 1) / 1, cost / 20, cost / 40])
+    assert f"normalized cost {average:.3f}" in lines["averaged over target costs 0, 20, 40"]
 
-    assert_one_sentence(*run_cli(capsys, "evaluate", str(run_dir), "--target-cost", "-2")[::2], "--target-cost is -2.0")
+    assert_one_sentence(*run_cli(capsys, "evaluate", str(run_dir), "--target-cost", "10,-2")[::2], "--target-cost is -2.0")
+    assert_one_sentence(*run_cli(capsys, "evaluate", str(run_dir), "--target-cost", "ten")[::2], "--target-cost has 'ten'")
     assert_one_sentence(*run_cli(capsys, "train", "bc_safe", "--dataset", data, "--run-dir", str(tmp_path / "neg"),
                                  "--target-cost", "-1", *FAST)[::2], "--target-cost is -1.0", "non-negative")
     assert not (tmp_path / "neg").exists()

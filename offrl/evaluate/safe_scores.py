@@ -25,6 +25,21 @@ def check_target_cost(target_cost: float | None, flag: str = "--target-cost") ->
         raise ConfigError(f"{flag} is {target_cost}; expected a non-negative cost threshold per episode.")
 
 
+def parse_target_costs(text: str | None, flag: str = "--target-cost") -> list[float] | None:
+    """'10,20,40' -> [10.0, 20.0, 40.0]; each must be a non-negative number."""
+    if text is None:
+        return None
+    values = []
+    for part in str(text).split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(f"{flag} has {part.strip()!r}; expected non-negative numbers separated by commas, e.g. 10,20,40.") from None
+        check_target_cost(value, flag)
+        values.append(value)
+    return values
+
+
 def normalized_reward(returns, ref_min: float | None, ref_max: float | None):
     if ref_min is None or ref_max is None:
         raise DatasetError(
