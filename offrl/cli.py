@@ -424,7 +424,8 @@ def cmd_algos(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from offrl.report import write_report
 
-    for path in write_report(args.results_dir, out=args.out, formats=args.format, reps=args.bootstrap, seed=args.seed):
+    for path in write_report(args.results_dir, out=args.out, formats=args.format, reps=args.bootstrap, seed=args.seed,
+                             bands=args.bands, band_tolerance=args.band_tolerance):
         print(path)
     return 0
 
@@ -636,6 +637,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results_dir", help="directory holding run directories at any depth")
     report.add_argument("--out", default=None, help="where to write report.md, report.html and figures (default: RESULTS_DIR)")
     report.add_argument("--format", default="md,html", help="comma-separated: md, html (default: md,html)")
+    report.add_argument("--bands", default="corl-gym", help="published results beside D4RL cells: a shipped table "
+                        "(corl-gym), a JSON file of that layout, or 'none' (default: corl-gym)")
+    report.add_argument("--band-tolerance", type=float, default=0.0,
+                        help="a cell is reproduced within max(2 published std, this many points) (default: 0)")
     compare = commands.add_parser("compare", help="which of two run sets is better, and how sure we can be")
     compare.add_argument("run_a", help="run directory, multi-seed directory (seed_*/) or results directory")
     compare.add_argument("run_b", help="the same for the other side")
@@ -648,6 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     from offrl.sweep.commands import add_commands as add_sweep_commands  # `offrl sweep`, `offrl bench`
 
     add_sweep_commands(commands)
+    from offrl.sweep.reproduce import add_command as add_reproduce_command  # `offrl reproduce TABLE`
+
+    add_reproduce_command(commands)
     from offrl.bench.command import add_command as add_speed_command  # `offrl bench-speed`
 
     add_speed_command(commands)

@@ -18,6 +18,7 @@ import numpy as np
 
 from offrl.errors import ConfigError
 from offrl.report import stats
+from offrl.report.bands import DEFAULT_BANDS, band_section, load_bands, reduced_budget_note
 from offrl.report.compare import SIGNIFICANCE, format_p
 from offrl.report.results import NORMALIZED, Results, collect_runs
 from offrl.version import __version__
@@ -97,8 +98,10 @@ def _budget(steps: set) -> str:
 
 
 # ------------------------------------------------------------------------ the report
-def build_report(results: Results, reps: int = 2000, seed: int = 0) -> Report:
-    """Every table and figure of the report for `results` (finished runs required)."""
+def build_report(results: Results, reps: int = 2000, seed: int = 0, bands: str | None = DEFAULT_BANDS,
+                 band_tolerance: float = 0.0) -> Report:
+    """Every table and figure of the report for `results` (finished runs required), with the
+    published band table `bands` beside D4RL cells ('none' or None: without)."""
     from offrl.report import plots
 
     results.require_runs()
@@ -165,7 +168,8 @@ def build_report(results: Results, reps: int = 2000, seed: int = 0) -> Report:
         add(Heading(3, "Other run directories not counted"))
         add(Table(["run directory", "reason"], [[_relative(s.path, results.root), s.reason] for s in unplaced]))
 
-    # 2. D4RL-style tables
+    # 2. D4RL-style tables (their titles say when the budget was reduced)
+    reduced = reduced_budget_note(results)
     table_labels = results.table_labels
     for which, title, explanation in (
         ("final", "Final score", "the score at the last evaluation of each run (what a deployed agent gets)"),
@@ -173,7 +177,7 @@ def build_report(results: Results, reps: int = 2000, seed: int = 0) -> Report:
          "the maximum over all evaluations during training, selected on the same evaluation episodes it is "
          "measured on, so it is biased upwards; do not compare it with others' final scores"),
     ):
-        add(Heading(2, title))
+        add(Heading(2, f"{title} — {reduced}" if reduced else title))
         add(Paragraph(f"{explanation[0].upper()}{explanation[1:]}. Cells: mean ± sample standard deviation over the "
                       "counted seeds (n of N seeds: N counts every seed asked for or found; a diverged seed counts at "
                       "its last valid evaluation and is named; missing seeds are listed under 'Missing seeds'). Rows "
@@ -186,6 +190,11 @@ def build_report(results: Results, reps: int = 2000, seed: int = 0) -> Report:
                 _mean_std(results.scores(label, dataset, which), results.count_text(label, dataset, which))
                 if results.expected(label, dataset) else "–" for label in table_labels])
         add(Table(["dataset"] + table_labels, rows))
+    if bands is not None and bands.lower() != "none":
+        kinds = {"heading": lambda text: Heading(2, text), "subheading": lambda text: Heading(3, text),
+                 "paragraph": Paragraph, "table": lambda content: Table(*content)}
+        for kind, content in band_section(results, load_bands(bands), band_tolerance):
+            add(kinds[kind](content))
 
     # 3. aggregates over tasks
     add(Heading(2, "Aggregate over tasks"))
@@ -275,6 +284,10 @@ def build_report(results: Results, reps: int = 2000, seed: int = 0) -> Report:
         add(Figure("probability_of_improvement.png", "Probability of improvement P(X > Y) for each pair, with "
                    f"{CONFIDENCE:.0%} stratified-bootstrap confidence intervals; the dashed line is 0.5 (no difference).",
                    plots.png_bytes(plots.improvement_figure(pairs, CONFIDENCE))))
+    if reduced:  # every table's title says the budget was reduced
+        for block in report.blocks:
+            if isinstance(block, Heading) and block.text != "What was found" and reduced not in block.text:
+                block.text = f"{block.text} — {reduced}"
     return report
 
 
@@ -403,12 +416,12 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def write_report(results_dir: str | Path, out: str | Path | None = None, formats: str | Sequence[str] = FORMATS,
-                 reps: int = 2000, seed: int = 0) -> list[Path]:
+                 reps: int = 2000, seed: int = 0, bands: str | None = DEFAULT_BANDS, band_tolerance: float = 0.0) -> list[Path]:
     """Write report.md / report.html (and the figures' PNGs) for the runs under `results_dir`
     into `out` (default: `results_dir`); returns the report files written."""
     formats = parse_formats(formats)
     results = collect_runs(results_dir)
-    report = build_report(results, reps=reps, seed=seed)
+    report = build_report(results, reps=reps, seed=seed, bands=bands, band_tolerance=band_tolerance)
     out = Path(out) if out is not None else Path(results_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
