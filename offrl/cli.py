@@ -659,6 +659,12 @@ def build_parser() -> argparse.ArgumentParser:
     from offrl.bench.command import add_command as add_speed_command  # `offrl bench-speed`
 
     add_speed_command(commands)
+    from offrl.ope.command import add_commands as add_ope_commands  # `offrl ope`, `offrl select`
+
+    add_ope_commands(commands)
+    from offrl.export.command import add_command as add_export_command  # `offrl export`
+
+    add_export_command(commands)
     return parser
 
 

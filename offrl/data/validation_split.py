@@ -41,6 +41,7 @@ def select_episodes(dataset: Dataset, episodes: np.ndarray) -> Dataset:
         observations=dataset.observations[rows], actions=dataset.actions[rows], rewards=dataset.rewards[rows],
         next_observations=dataset.next_observations[rows], terminals=dataset.terminals[rows],
         timeouts=dataset.timeouts[rows], episode_starts=new_starts, metadata=dataset.metadata,
+        costs=None if dataset.costs is None else dataset.costs[rows],
     )
 
 
