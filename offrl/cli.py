@@ -665,6 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
     from offrl.export.command import add_command as add_export_command  # `offrl export`
 
     add_export_command(commands)
+    from offrl.train.models_command import add_command as add_models_command  # `offrl models train`
+
+    add_models_command(commands)
     return parser
 
 

@@ -27,12 +27,13 @@ from offrl.train.offline import prepare
 from offrl.types import Batch, Spec
 
 from dataset_helpers import make_random_dataset, random_batch as batch_of_random_transitions
+from model_based_helpers import small_model_settings
 
 # Every algorithm the library trains, online ones included (SAC is the fine-tuning engine's
 # default learner, not in the `offrl train` registry).
 EVERY_ALGORITHM = {**ALGORITHMS, **ONLINE_ALGORITHMS, sac.NAME: sac}
 # No critic, so no bootstrap: behaviour cloning (plain and filtered, safe RL's BC-All/BC-Safe too) and the Decision Transformer.
-NO_CRITIC = {"bc", "percent_bc", "dt", "bc_all", "bc_safe"}
+NO_CRITIC = {"bc", "percent_bc", "dt", "bc_all", "bc_safe", "cdt"}
 WITH_CRITIC = sorted(set(EVERY_ALGORITHM) - NO_CRITIC)
 # SPOT's first `vae_steps` updates fit its VAE only; start at its TD3 phase.
 SETTINGS = {"spot": {"vae_steps": 0, "vae_hidden_dims": (16, 16)}}
@@ -50,7 +51,7 @@ def _end_rows(name):
     """The engine's arrays for four episodes (terminal, timeout, terminal, timeout) and the rows
     where they end."""
     algo = EVERY_ALGORITHM[name]
-    config = algo.Config(hidden_dims=(32, 32), **SETTINGS.get(name, {}))
+    config = algo.Config(hidden_dims=(32, 32), **SETTINGS.get(name, {}), **small_model_settings(algo))
     dataset = make_random_dataset([6, 5, 7, 6], obs_dim=4, action_dim=2, ends=["terminal", "timeout"] * 2, seed=1)
     _, data = prepare(algo, config, dataset, None)
     ends = dataset.episode_starts + np.array([6, 5, 7, 6]) - 1

@@ -13,6 +13,7 @@ from offrl import load_policy
 from offrl.algos import ALGORITHMS, get_algorithm
 from offrl.data.transforms import fit_normalizer, training_arrays
 from offrl.errors import ConfigError
+from model_based_helpers import small_model_settings
 from offrl.train.fused import make_fused_update, sample_batch
 from offrl.train.offline import TrainConfig, train_offline
 from offrl.types import Spec
@@ -26,7 +27,7 @@ def small(algo_name):
     algo = get_algorithm(algo_name)
     # SPOT pretrains its VAE before the counted steps (100k by default): a few small updates here.
     extra = {"vae_steps": 50, "vae_hidden_dims": (32, 32)} if algo_name == "spot" else {}
-    return algo, algo.Config(hidden_dims=(32, 32), batch_size=64, **extra)
+    return algo, algo.Config(hidden_dims=(32, 32), batch_size=64, **extra, **small_model_settings(algo))
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from offrl.errors import ConfigError
+from offrl.train.model_rollouts import model_based_update, uses_model_rollouts
 from offrl.types import Batch
 
 BATCH_FIELDS = ("observations", "actions", "rewards", "next_observations", "dones")
@@ -61,6 +62,9 @@ def make_fused_update(algo: ModuleType, config: Any, num_updates: int) -> Callab
         else:
             batch = custom_sample(data, key, config)
         return algo.update(state, batch, config)
+
+    if uses_model_rollouts(algo):  # rollouts into the state's model buffer, mixed batches (offrl/train/model_rollouts.py)
+        one_update = model_based_update(algo, config, sample_batch)
 
     def fused(state, data, key, size=None):
         if custom_sample is not None and size is not None:

@@ -50,6 +50,7 @@ from offrl.train.extra_fields import offline_extra_arrays
 from offrl.train.addons import addon_arrays
 from offrl.train.fused import make_fused_update
 from offrl.train.hubl import blended_config
+from offrl.train.model_rollouts import model_rollout_arrays, uses_model_rollouts
 from offrl.train.policy import Policy
 from offrl.train.progress import TrainingProgress
 from offrl.train.run_dir import RunDirectory
@@ -135,6 +136,8 @@ def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | 
         arrays.update(offline_extra_arrays(algo, algo_config, dataset, normalizer))
     if train is not None:  # --hubl relabelling and --sampler weights (offrl/train/addons.py)
         arrays = addon_arrays(algo, algo_config, dataset, arrays, train)
+    if uses_model_rollouts(algo):  # the dynamics ensemble and termination box (offrl/train/model_rollouts.py)
+        arrays["model_rollouts"] = model_rollout_arrays(algo, algo_config, dataset, normalizer, env_id)
     device_data = jax.device_put(arrays)
     return normalizer, device_data
 

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from dataset_helpers import make_random_dataset
+from model_based_helpers import small_model_settings
 from offrl.data.dataset import Dataset, DatasetMetadata
 from offrl.train.checkpoint import latest_checkpoint, read_payload
 from offrl.train.offline import TrainConfig
@@ -22,7 +23,7 @@ SHORT = TrainConfig(steps=200, eval_every=100, log_every=50, checkpoint_every=10
 
 
 def small_config(algo):
-    return algo.Config(hidden_dims=(32, 32), batch_size=64)
+    return algo.Config(hidden_dims=(32, 32), batch_size=64, **small_model_settings(algo))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,189 @@
+"""Model rollouts inside the fused update, for any algorithm that trains on them.
+
+An algorithm opts in with a `rollout_settings(config) -> RolloutSettings` hook and a
+`model_buffer` field in its state (offrl/models/buffer.py). The engine then
+- trains or loads the dynamics ensemble for the dataset (`model_rollout_arrays`, cached by
+  dataset fingerprint and config, offrl/models/cache.py) and puts it on the device beside the data;
+- every `rollout_every` updates, inside the compiled program, starts `rollout_batch` rollouts
+  from dataset states, acts with the algorithm's own `act` (stochastic) for `horizon` steps in
+  the model (a uniformly drawn elite per transition, MOPO/MBPO), subtracts
+  `penalty_coef * max_i ||std_i||` (MOPO's penalty over the elites, Unifloral algorithms/dynamics.py)
+  and writes the rows into the state's model buffer; a rollout stops at its first predicted
+  terminal (the env's termination function, offrl/envs/termination.py): the terminal transition
+  is kept, nothing after it is written;
+- draws each batch as `real_ratio` dataset rows and the rest model-buffer rows;
+- logs the latest rollout's statistics (ROLLOUT_STATISTICS) with the update metrics.
+Nothing returns to the host per rollout. Under a `vmap` seed axis the rollout's `lax.cond`
+becomes a select, so rollouts are computed every update (CPU's default `map` axis keeps the cond).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from offrl.data.dataset import Dataset
+from offrl.data.fingerprint import dataset_fingerprint
+from offrl.data.registry import default_data_dir
+from offrl.data.transforms import Normalizer
+from offrl.envs.termination import termination_box
+from offrl.errors import ConfigError
+from offrl.models.buffer import ROLLOUT_STATISTICS, ModelBuffer
+from offrl.models.cache import cached_model, load_model
+from offrl.models.ensemble import sample_elite
+from offrl.models.training import DynamicsConfig, check_dataset_size, train_dynamics
+from offrl.types import Batch
+
+FIELDS = ("observations", "actions", "rewards", "next_observations", "dones")
+
+
+def uses_model_rollouts(algo: ModuleType) -> bool:
+    return getattr(algo, "rollout_settings", None) is not None
+
+
+def dynamics_config_of(algo_config: Any) -> DynamicsConfig:
+    """The DynamicsConfig an algorithm asks for: its `dynamics_<field>` fields over the defaults."""
+    fields = DynamicsConfig.__dataclass_fields__
+    chosen = {field.name[len("dynamics_"):]: getattr(algo_config, field.name) for field in dataclasses.fields(algo_config)
+              if field.name.startswith("dynamics_") and field.name[len("dynamics_"):] in fields}
+    return DynamicsConfig(**chosen)
+
+
+def models_dir(data_dir: str | None = None) -> Path:
+    return default_data_dir(data_dir) / "models"
+
+
+def action_scaling(normalizer: Normalizer) -> dict[str, list[float]]:
+    return {"low": np.asarray(normalizer.action_low, np.float32).tolist(), "high": np.asarray(normalizer.action_high, np.float32).tolist()}
+
+
+def dataset_dynamics(dataset: Dataset, normalizer: Normalizer, config: DynamicsConfig, cache_dir: str | Path | None = None,
+                     model_path: str | None = None, retrain: bool = False, log=None, dataset_name: str | None = None):
+    """(model, meta, reused) for `dataset`: from `model_path`, the cache, or trained now and cached."""
+    fingerprint = dataset_fingerprint(dataset)
+    if model_path is not None:
+        model, meta = load_model(model_path, fingerprint)
+        return model, meta, True
+    config.validate()
+    check_dataset_size(dataset.num_transitions, config, where=f"Dataset {dataset_name or dataset!r}")
+    scaled_actions = np.clip(normalizer.scale_actions(dataset.actions), -1.0, 1.0).astype(np.float32)
+
+    def train():
+        return train_dynamics(dataset.observations, scaled_actions, dataset.rewards, dataset.next_observations, config, log=log)
+
+    return cached_model(cache_dir or models_dir(), fingerprint, config, action_scaling(normalizer), train,
+                        retrain=retrain, dataset_name=dataset_name)
+
+
+def model_rollout_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, normalizer: Normalizer,
+                         env_id: str | None) -> dict[str, Any]:
+    """What the compiled rollouts need on the device: the model, the termination box, the transforms."""
+    settings = algo.rollout_settings(algo_config)
+    settings.validate(algo_config.batch_size)
+    termination = getattr(algo_config, "termination", "env")
+    if termination not in ("env", "never"):
+        raise ConfigError(f"--termination is {termination!r}; expected 'env' (the env's termination function) or 'never'.")
+    if termination == "never":  # the user states that episodes end only by time limit
+        low = high = None
+    else:
+        low, high = termination_box(env_id or dataset.metadata.env_id, dataset.spec.observation_dim)
+    observation_dim = dataset.spec.observation_dim
+    low = np.full(observation_dim, -np.inf, np.float32) if low is None else low
+    high = np.full(observation_dim, np.inf, np.float32) if high is None else high
+    model, _, _ = dataset_dynamics(dataset, normalizer, dynamics_config_of(algo_config),
+                                   model_path=getattr(algo_config, "model_path", None),
+                                   retrain=bool(getattr(algo_config, "retrain_model", False)))
+    return {"dynamics": model, "termination_low": low, "termination_high": high,
+            "observation_mean": np.asarray(normalizer.observation_mean, np.float32),
+            "observation_std": np.asarray(normalizer.observation_std, np.float32),
+            "reward_scale": np.float32(normalizer.reward_scale)}
+
+
+def rollout(act: Callable, state: Any, buffer: ModelBuffer, data: dict[str, Any], key: jax.Array, horizon: int,
+            rollout_batch: int, penalty_coef: float) -> ModelBuffer:
+    """`rollout_batch` model rollouts of `horizon` steps from dataset states, written into `buffer`."""
+    model_data = data["model_rollouts"]
+    model = model_data["dynamics"]
+    mean, std = model_data["observation_mean"], model_data["observation_std"]
+    start_key, steps_key = jax.random.split(key)
+    starts = data["observations"][jax.random.randint(start_key, (rollout_batch,), 0, data["observations"].shape[0])]
+
+    def step(carry, step_key):
+        observations, alive = carry
+        act_key, model_key = jax.random.split(step_key)
+        actions = act(state, observations, act_key, False)
+        raw = observations * std + mean
+        next_raw, rewards, _, member_std = sample_elite(model, raw, actions, model_key)
+        uncertainty = jnp.linalg.norm(member_std[model.elites], axis=-1).max(axis=0)
+        outside = (next_raw < model_data["termination_low"]) | (next_raw > model_data["termination_high"])
+        terminal = outside.any(-1) | ~jnp.isfinite(next_raw).all(-1)
+        next_observations = (jnp.nan_to_num(next_raw) - mean) / std
+        row = {"observations": observations, "actions": actions, "next_observations": next_observations,
+               "rewards": (rewards - penalty_coef * uncertainty) * model_data["reward_scale"],
+               "dones": terminal.astype(jnp.float32)}
+        info = {"alive": alive, "uncertainty": uncertainty, "reward": rewards, "terminal": terminal}
+        return (next_observations, alive & ~terminal), (row, info)
+
+    _, (rows, info) = jax.lax.scan(step, (starts, jnp.ones(rollout_batch, bool)), jax.random.split(steps_key, horizon))
+    alive = info["alive"].reshape(-1)
+    count = alive.sum()
+    capacity = buffer.rewards.shape[0]
+    # alive rows go to consecutive ring positions; rows after a terminal go out of bounds and are dropped
+    positions = jnp.where(alive, (buffer.pointer + jnp.cumsum(alive) - 1) % capacity, capacity)
+    written = {name: getattr(buffer, name).at[positions].set(values.reshape(-1, *values.shape[2:]), mode="drop")
+               for name, values in rows.items()}
+    weight = alive.astype(jnp.float32) / jnp.maximum(count, 1)
+
+    def mean_alive(values):
+        return (values.reshape(-1).astype(jnp.float32) * weight).sum()
+
+    statistics = jnp.stack([
+        penalty_coef * mean_alive(info["uncertainty"]), mean_alive(info["uncertainty"]), mean_alive(info["reward"]),
+        mean_alive(info["terminal"]), count / rollout_batch, jnp.minimum(buffer.size + count, capacity),
+    ]).astype(jnp.float32)
+    return buffer.replace(**written, pointer=(buffer.pointer + count) % capacity,
+                          size=jnp.minimum(buffer.size + count, capacity), statistics=statistics)
+
+
+def mixed_batch(data: dict[str, Any], buffer: ModelBuffer, key: jax.Array, batch_size: int, real_ratio: float,
+                sample_real: Callable) -> Batch:
+    real_size = int(round(batch_size * real_ratio))
+    model_size = batch_size - real_size
+    real_key, model_key = jax.random.split(key)
+    parts = []
+    if real_size:
+        real = sample_real(data, real_key, real_size)
+        parts.append({name: getattr(real, name) for name in FIELDS})
+    if model_size:
+        index = jax.random.randint(model_key, (model_size,), 0, jnp.maximum(buffer.size, 1))
+        parts.append({name: getattr(buffer, name)[index] for name in FIELDS})
+    return Batch(**{name: jnp.concatenate([part[name] for part in parts]) for name in FIELDS})
+
+
+def model_based_update(algo: ModuleType, config: Any, sample_real: Callable) -> Callable:
+    """`one_update(state, key, data, size)` for an algorithm with `rollout_settings`: rollout when
+    due, a mixed batch, the algorithm's update, and the rollout statistics in its metrics."""
+    settings = algo.rollout_settings(config)
+
+    def one_update(state, key, data, size):
+        if size is not None:
+            raise ConfigError(f"Algorithm '{algo.NAME}' trains on model rollouts of a fixed dataset; expected offline training.")
+        rollout_key, batch_key = jax.random.split(key)
+        buffer = state.model_buffer
+        buffer = jax.lax.cond(
+            buffer.updates % settings.rollout_every == 0,
+            lambda b: rollout(algo.act, state, b, data, rollout_key, settings.horizon, settings.rollout_batch,
+                              settings.penalty_coef),
+            lambda b: b, buffer)
+        buffer = buffer.replace(updates=buffer.updates + 1)
+        batch = mixed_batch(data, buffer, batch_key, config.batch_size, settings.real_ratio, sample_real)
+        state, metrics = algo.update(state.replace(model_buffer=buffer), batch, config)
+        return state, {**metrics, **dict(zip(ROLLOUT_STATISTICS, buffer.statistics))}
+
+    return one_update
