@@ -53,9 +53,9 @@ def test_bad_input_is_one_sentence(capsys, argv, needle):
 
 def test_tiny_reproduction_runs_reports_and_resumes(capsys, tmp_path):
     """Pendulum-shaped data registered under a D4RL name (it evaluates in the Pendulum env the file
-    records): BC at a ten-thousandth of CORL's budget (100 updates), two seeds."""
+    records): BC at a ten-thousandth of CORL's budget (100 updates), one seed."""
     import_dataset(str(write_npz(pendulum_shaped_dataset(), tmp_path / "p.npz")), "d4rl/hopper-medium-v2")
-    argv = ["reproduce", "corl-gym", "--algos", "bc", "--datasets", "hopper-medium-v2", "--seeds", "2",
+    argv = ["reproduce", "corl-gym", "--algos", "bc", "--datasets", "hopper-medium-v2", "--seeds", "1",
             "--budget-scale", "0.0001", "--workers", "1", "--out", "repro", "--no-progress"]
     code, out, err = run_cli(capsys, *argv)
     assert code == 0, out + err

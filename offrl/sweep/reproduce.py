@@ -5,7 +5,7 @@ algorithms x datasets, each (algorithm, dataset) starting from its preset (offrl
 and trained for the reference's budget, through the ordinary sweep machinery (local pool or Ray,
 resumable: finished trials are kept). `--budget-scale 0.1` trains a tenth of every budget; every
 table title of the report then says so, and no cell gets a band verdict. Evaluation every 5,000
-updates, as CORL's configs (eval_freq 5000); at a reduced budget at most 20 evaluations per run.
+updates, as CORL's configs (eval_freq 5000); at a reduced budget at most 10 evaluations per run.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from offrl.errors import ConfigError
 
 TABLES = ("corl-gym",)
 EVAL_EVERY = 5000  # CORL configs/offline/*: eval_freq 5000 (ReBRAC/SAC-N/EDAC: every 5 epochs of 1000 updates)
-MAX_EVALUATIONS_AT_REDUCED_BUDGET = 20
+MAX_EVALUATIONS_AT_REDUCED_BUDGET = 10
 
 
 def add_command(commands) -> None:
@@ -80,7 +80,7 @@ def reproduction_spec(table_name: str, algorithms: list[str], datasets: list[str
            "seeds": seeds, "train": {"eval_every": EVAL_EVERY}, "presets": True, "budget_scale": budget_scale,
            "data_dir": data_dir, "selection": {"criterion": "last_evals"}}
     spec = parse_spec(raw, where=f"offrl reproduce {table_name}", base_dir=None)
-    if budget_scale < 1:  # a reduced budget: at most 20 evaluations per run (the spec scales eval_every too)
+    if budget_scale < 1:  # a reduced budget: at most 10 evaluations per run (the spec scales eval_every too)
         shortest = min(trial["train"]["steps"] for trial in spec.trials())
         wanted = max(round(EVAL_EVERY * budget_scale), math.ceil(shortest / MAX_EVALUATIONS_AT_REDUCED_BUDGET), 1)
         raw["train"]["eval_every"] = max(1, round(wanted / budget_scale))
