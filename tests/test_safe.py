@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import gymnasium as gym
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -199,3 +201,40 @@ def test_cli_bc_safe_refuses_a_dataset_without_costs(pendulum_references, tmp_pa
     code, _, err = run_cli(capsys, "train", "bc_safe", "--dataset", data, "--run-dir", str(tmp_path / "run"), *FAST)
     assert_one_sentence(code, err, "has no per-step costs", "bc_safe")
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------ CDT
+def test_cdt_windows_carry_costs_to_go_aligned_with_returns_to_go(make_dataset):
+    from offrl.algos.safe import cdt
+
+    dataset = make_dataset([6, 4, 5], ends=["terminal", "timeout", "none"])
+    dataset = dataset.replace(costs=np.arange(dataset.num_transitions, dtype=np.float32) % 3)
+    config = cdt.Config(hidden_dims=(16,), num_heads=1, context_length=4, batch_size=32, cost_scale=2.0)
+    data = cdt.training_data(dataset, fit_normalizer(dataset, True, False), config)
+    expected = np.concatenate([np.cumsum(dataset.costs[s:e][::-1])[::-1] for s, e in zip(dataset.episode_starts, dataset.episode_ends)])
+    np.testing.assert_allclose(data["costs_to_go"], expected / 2.0)
+    batch = cdt.sample({k: np.asarray(v) for k, v in data.items()}, jax.random.PRNGKey(0), config)
+    # Same starts: each window's returns-to-go and costs-to-go come from the same rows.
+    starts = [int(np.flatnonzero((data["returns_to_go"] == w[0]))[0]) for w in np.asarray(batch.windows.returns_to_go)[:4]]
+    for window, start in zip(np.asarray(batch.costs_to_go)[:4], starts):
+        assert window[0] == pytest.approx(data["costs_to_go"][start])
+    with pytest.raises(ConfigError, match="has no per-step costs"):
+        cdt.training_data(dataset.replace(costs=None), fit_normalizer(dataset, True, False), config)
+
+
+def test_cdt_cost_to_go_starts_at_the_target_and_falls_by_each_cost():
+    from offrl.algos.safe import cdt
+    from offrl.types import Spec
+
+    spec = Spec(3, 1)
+    state = cdt.init(jax.random.PRNGKey(0), spec, cdt.Config(hidden_dims=(16,), num_heads=1, context_length=3, target_cost=7.0, cost_scale=2.0))
+    context = cdt.init_context(state, 2, spec)
+    observations = jnp.zeros((2, 3))
+    step = jax.jit(lambda c, r, s, k: cdt.act_in_context(state, c, observations, r, s, jax.random.PRNGKey(0), True, costs=k))
+    _, context = step(context, jnp.zeros(2), jnp.ones(2, bool), jnp.array([5.0, 5.0]))  # costs ignored at a start
+    _, context = step(context, jnp.zeros(2), jnp.zeros(2, bool), jnp.array([1.0, 0.0]))
+    _, context = step(context, jnp.zeros(2), jnp.array([False, True]), jnp.array([1.0, 1.0]))
+    # Env 0: 7/2, then minus 1/2 twice. Env 1 restarted at its third step: its history holds one step,
+    # 7/2 again (the entries after it are stale and never attended to).
+    np.testing.assert_allclose(np.asarray(context.costs_to_go)[0], [3.5, 3.0, 2.5])
+    assert float(context.costs_to_go[1, 0]) == 3.5 and int(context.length[1]) == 1

@@ -52,9 +52,14 @@ def evaluate_policy(
         rewards = np.zeros(num_episodes, dtype=np.float32)
         starts = np.ones(num_episodes, dtype=bool)
         costs, has_costs = np.zeros(num_episodes), False
+        step_costs = np.zeros(num_episodes, dtype=np.float32)  # the last step's, for a policy that acts on costs
+        uses_costs = stateful and bool(getattr(policy, "uses_costs", False))
         while running.any():
             observations = observations.astype(np.float32)
-            actions = policy(observations, rewards, starts) if stateful else policy(observations)
+            if uses_costs:
+                actions = policy(observations, rewards, starts, costs=step_costs)
+            else:
+                actions = policy(observations, rewards, starts) if stateful else policy(observations)
             actions = np.asarray(actions, dtype=envs.action_space.dtype)
             observations, rewards, terminated, truncated, infos = envs.step(actions)
             returns += np.where(running, rewards, 0.0)
@@ -62,6 +67,8 @@ def evaluate_policy(
             if step_costs is not None:
                 has_costs = True
                 costs += np.where(running, step_costs, 0.0)
+            else:
+                step_costs = np.zeros(num_episodes, dtype=np.float32)
             lengths += running
             starts = terminated | truncated
             running &= ~starts

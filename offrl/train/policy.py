@@ -15,6 +15,9 @@ Most algorithms act on the current observation alone; their `Policy` is a plain 
 Its `Policy` is stateful (`policy.stateful` is True): it keeps one history per row of the
 observations it is called with, `policy(observations, rewards, starts)` advances them by one step,
 and `policy.reset()` (or a call with a different number of rows) starts fresh episodes.
+An algorithm with `ACTS_ON_COSTS = True` (the Constrained Decision Transformer) also gets each
+step's cost: its `act_in_context` takes `costs=` like `rewards`, and its `Policy.uses_costs` tells
+the rollout to pass them (`policy(observations, rewards, starts, costs=...)`).
 `offrl.evaluate.rollout.evaluate_policy` drives both kinds; a memoryless `Policy` also accepts
 (and ignores) `rewards` and `starts`, and its `reset()` does nothing.
 """
@@ -45,6 +48,7 @@ class Policy:
         self.state = state
         self.normalizer = normalizer
         self.stateful = hasattr(algo, "act_in_context")
+        self.uses_costs = bool(getattr(algo, "ACTS_ON_COSTS", False))
         self.spec = Spec(observation_dim=len(normalizer.observation_mean), action_dim=len(normalizer.action_low))
         self._context = None
         mean, std = jnp.asarray(normalizer.observation_mean), jnp.asarray(normalizer.observation_std)
@@ -57,9 +61,10 @@ class Policy:
         def act(state, observations):
             return to_env(algo.act(state, (observations - mean) / std, jax.random.PRNGKey(0), True))
 
-        def act_in_context(state, context, observations, rewards, starts):
+        def act_in_context(state, context, observations, rewards, starts, costs):
+            extra = {"costs": costs} if self.uses_costs else {}
             scaled, context = algo.act_in_context(
-                state, context, (observations - mean) / std, rewards * reward_scale, starts, jax.random.PRNGKey(0), True
+                state, context, (observations - mean) / std, rewards * reward_scale, starts, jax.random.PRNGKey(0), True, **extra
             )
             return to_env(scaled), context
 
@@ -70,7 +75,7 @@ class Policy:
         """Forget every episode's history: the next call starts new episodes."""
         self._context = None
 
-    def __call__(self, observations, rewards=None, starts=None) -> np.ndarray:
+    def __call__(self, observations, rewards=None, starts=None, costs=None) -> np.ndarray:
         observations = np.asarray(observations, dtype=np.float32)
         single = observations.ndim == 1
         batch = observations[None] if single else observations
@@ -82,7 +87,8 @@ class Policy:
             self._context = self.algo.init_context(self.state, n, self.spec)  # empty: every row starts
         rewards = np.zeros(n, np.float32) if rewards is None else np.asarray(rewards, np.float32).reshape(n)
         starts = np.zeros(n, bool) if starts is None else np.asarray(starts, bool).reshape(n)
-        actions, self._context = self._act_in_context(self.state, self._context, batch, rewards, starts)
+        costs = np.zeros(n, np.float32) if costs is None else np.asarray(costs, np.float32).reshape(n)
+        actions, self._context = self._act_in_context(self.state, self._context, batch, rewards, starts, costs)
         actions = np.asarray(actions)
         return actions[0] if single else actions
 

@@ -1,0 +1,256 @@
+"""Constrained Decision Transformer (Liu, Guo, Yao, Cen, Yu, Zhang & Zhao, 2023, "Constrained Decision
+Transformer for Offline Safe Reinforcement Learning").
+
+The Decision Transformer (offrl/algos/sequence/dt.py) with a second conditioning signal: each step
+is four tokens (return-to-go R_t, cost-to-go C_t, state s_t, action a_t), each plus the step's
+timestep embedding, and a_t is predicted from the state token (so from R_<=t, C_<=t, s_<=t, a_<t),
+as OSRL's `osrl/algorithms/cdt.py` orders them. At evaluation the first cost-to-go is the target
+cost κ and each step's cost is subtracted from it, as rewards are from the target return: asking
+for less cost asks for safer behaviour, without retraining.
+
+Defaults: OSRL `examples/configs/cdt_configs.py` (CDTTrainConfig) where offrl has the same knob.
+Differences, said plainly: the action head is deterministic (tanh, mean-squared error, like
+offrl's DT; OSRL's default is a stochastic Gaussian head with an entropy bonus), there is no cost
+prediction head (OSRL's loss_cost_weight 0.02) and no cost transform (OSRL feeds 50 - C), and the
+paper's Pareto-frontier data augmentation is not implemented.
+
+Engine hooks: `training_data`/`sample` (windows with returns-to-go and costs-to-go, drawn at the
+same starts), stateful acting (`init_context`/`act_in_context`) with `ACTS_ON_COSTS`: the policy
+receives each step's cost (`info["cost"]`) as it receives rewards. Data without costs is refused.
+`use_cost=False` zeroes the cost tokens in training and acting (OSRL's `use_cost` switch): plain DT
+with an unused input, the documented broken variant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from flax.training.train_state import TrainState
+
+from offrl.data.sequences import SequenceBatch, sample_sequences, sequence_arrays
+from offrl.data.transforms import training_arrays
+from offrl.errors import ConfigError
+from offrl.nets.transformer import CausalTransformer
+from offrl.types import Spec
+
+NAME = "cdt"
+DESCRIPTION = "Constrained Decision Transformer: a causal transformer over (return-to-go, cost-to-go, state, action) tokens, conditioned on a target return and a target cost."
+PAPER = "Liu et al. 2023, Constrained Decision Transformer for Offline Safe Reinforcement Learning"
+ACTS_ON_COSTS = True  # the stateful policy receives each step's cost (offrl/train/policy.py)
+
+
+@dataclass(frozen=True)
+class Config:
+    hidden_dims: tuple[int, ...] = (128, 128, 128)  # OSRL cdt_configs.py: embedding_dim 128, num_layers 3; all equal
+    num_heads: int = 8  # OSRL cdt_configs.py
+    context_length: int = 10  # K steps per window (OSRL cdt_configs.py seq_len)
+    dropout_rate: float = 0.1  # OSRL cdt_configs.py attention/residual/embedding dropout
+    learning_rate: float = 1e-4  # OSRL cdt_configs.py (AdamW)
+    weight_decay: float = 1e-4  # OSRL cdt_configs.py
+    warmup_steps: int = 500  # OSRL cdt_configs.py lr_warmup_steps
+    grad_clip: float = 0.25  # OSRL cdt_configs.py clip_grad
+    batch_size: int = 2048  # windows per update (OSRL cdt_configs.py)
+    return_scale: float = 10.0  # returns-to-go are divided by this (OSRL cdt_configs.py reward_scale 0.1)
+    cost_scale: float = 1.0  # costs-to-go are divided by this (OSRL cdt_configs.py cost_scale 1)
+    target_return: float | None = None  # evaluation target in env reward units; unset: the best episode return in the data
+    target_cost: float = 10.0  # κ: the cost-to-go evaluation starts from, and DSRL's threshold (OSRL's target costs 0-60)
+    use_cost: bool = True  # False zeroes the cost tokens (OSRL cdt_configs.py use_cost): the broken variant
+    max_episode_steps: int = 1000  # timestep embedding table size (DSRL's velocity tasks: 1000 steps)
+    normalize_observations: bool = True  # OSRL standardises states (process_sequence_dataset obs_mean/obs_std)
+    normalize_rewards: bool = False  # returns-to-go are scaled by return_scale instead
+
+
+def check_config(config: Config) -> None:
+    if len(set(config.hidden_dims)) != 1:
+        raise ConfigError(f"--hidden-dims is {list(config.hidden_dims)}; expected one embedding width per block, all equal.")
+    for name in ("num_heads", "context_length", "max_episode_steps"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} is {getattr(config, name)}; expected a positive integer.")
+    if config.hidden_dims[0] % config.num_heads:
+        raise ConfigError(f"--num-heads is {config.num_heads}; expected a divisor of the embedding width {config.hidden_dims[0]}.")
+    for name in ("return_scale", "cost_scale"):
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} is {getattr(config, name)}; expected a positive number.")
+    if not 0.0 <= config.dropout_rate < 1.0:
+        raise ConfigError(f"--dropout-rate is {config.dropout_rate}; expected a value in [0, 1).")
+
+
+class ConstrainedDecisionTransformerNet(nn.Module):
+    """(R_t, C_t, s_t, a_t) tokens per step -> an action for every step, read from its state token."""
+
+    action_dim: int
+    embedding_dim: int
+    num_layers: int
+    num_heads: int
+    max_episode_steps: int
+    dropout_rate: float
+
+    @nn.compact
+    def __call__(self, observations, actions, returns_to_go, costs_to_go, timesteps, training: bool = False):
+        batch, steps = observations.shape[:2]
+        init = nn.initializers.normal(0.02)  # OSRL cdt.py _init_weights
+        time = nn.Embed(self.max_episode_steps, self.embedding_dim, embedding_init=init)(
+            jnp.clip(timesteps, 0, self.max_episode_steps - 1))
+        embed = lambda values: nn.Dense(self.embedding_dim, kernel_init=init)(values) + time  # noqa: E731
+        tokens = jnp.stack([embed(returns_to_go[..., None]), embed(costs_to_go[..., None]), embed(observations),
+                            embed(actions)], axis=2).reshape(batch, 4 * steps, -1)  # token 4t + 2 is s_t
+        tokens = nn.Dropout(self.dropout_rate)(nn.LayerNorm()(tokens), deterministic=not training)
+        features = CausalTransformer(self.num_layers, self.num_heads, self.dropout_rate, self.dropout_rate)(tokens, training)
+        return jnp.tanh(nn.Dense(self.action_dim, kernel_init=init)(features[:, 2::4]))
+
+
+@struct.dataclass
+class State:
+    model: TrainState
+    target_return: jax.Array  # env reward units; set from the training data by `update`
+    target_cost: jax.Array  # env cost units
+    rng: jax.Array
+    context_length: int = struct.field(pytree_node=False, default=10)
+    return_scale: float = struct.field(pytree_node=False, default=10.0)
+    cost_scale: float = struct.field(pytree_node=False, default=1.0)
+    use_cost: bool = struct.field(pytree_node=False, default=True)
+    action_dim: int = struct.field(pytree_node=False, default=1)
+
+
+@struct.dataclass
+class WindowBatch:
+    windows: SequenceBatch
+    costs_to_go: jax.Array  # (batch, K), scaled by 1 / cost_scale, zero on padding
+    target_return: jax.Array
+
+
+@struct.dataclass
+class Context:
+    observations: jax.Array
+    actions: jax.Array
+    returns_to_go: jax.Array
+    costs_to_go: jax.Array
+    timesteps: jax.Array
+    length: jax.Array
+
+
+def _network(spec: Spec, config: Config) -> ConstrainedDecisionTransformerNet:
+    return ConstrainedDecisionTransformerNet(spec.action_dim, config.hidden_dims[0], len(config.hidden_dims),
+                                             config.num_heads, config.max_episode_steps, config.dropout_rate)
+
+
+def init(key: jax.Array, spec: Spec, config: Config) -> State:
+    check_config(config)
+    params_key, rng = jax.random.split(key)
+    k = config.context_length
+    zeros = jnp.zeros((1, k))
+    params = _network(spec, config).init(params_key, jnp.zeros((1, k, spec.observation_dim)),
+                                         jnp.zeros((1, k, spec.action_dim)), zeros, zeros, jnp.zeros((1, k), jnp.int32))
+    warmup = max(config.warmup_steps, 1)  # OSRL cdt.py: LambdaLR(min((step + 1) / warmup, 1)) on AdamW
+    schedule = lambda step: config.learning_rate * jnp.minimum((step + 1) / warmup, 1.0)  # noqa: E731
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip),
+                     optax.adamw(schedule, b1=0.9, b2=0.999, weight_decay=config.weight_decay))
+    return State(
+        model=TrainState.create(apply_fn=_network(spec, config).apply, params=params, tx=tx),
+        target_return=jnp.asarray(config.target_return or 0.0, jnp.float32),
+        target_cost=jnp.asarray(config.target_cost, jnp.float32), rng=rng, context_length=k,
+        return_scale=float(config.return_scale), cost_scale=float(config.cost_scale), use_cost=config.use_cost,
+        action_dim=spec.action_dim,
+    )
+
+
+def training_data(dataset: Any, normalizer: Any, config: Config) -> dict[str, np.ndarray]:
+    """Engine hook: flat rows with returns-to-go and costs-to-go (undiscounted, scaled), timesteps,
+    steps left and the target return; refuses a dataset without costs."""
+    check_config(config)
+    if dataset.costs is None:
+        raise ConfigError(f"{dataset.where} has no per-step costs; expected a dataset with a 'costs' field (DSRL layout) for {NAME}.")
+    transitions = training_arrays(dataset, normalizer)
+    data = sequence_arrays(transitions["observations"], transitions["actions"], transitions["rewards"] / config.return_scale,
+                           dataset.terminals, dataset.episode_starts)
+    costs = sequence_arrays(transitions["observations"][:, :0], transitions["actions"][:, :0], dataset.costs / config.cost_scale,
+                            dataset.terminals, dataset.episode_starts)
+    data["costs_to_go"] = costs["returns_to_go"]
+    target = config.target_return
+    if target is None:
+        target = float(dataset.episode_returns().max()) * normalizer.reward_scale
+    data["target_return"] = np.asarray(target, np.float32)
+    return data
+
+
+def sample(data: dict[str, jax.Array], key: jax.Array, config: Config) -> WindowBatch:
+    """Engine hook: windows of returns-to-go and, drawn with the same key (so the same starts), of costs-to-go."""
+    windows = sample_sequences(data, key, config.batch_size, config.context_length)
+    costs = sample_sequences({**data, "returns_to_go": data["costs_to_go"]}, key, config.batch_size, config.context_length)
+    return WindowBatch(windows=windows, costs_to_go=costs.returns_to_go, target_return=data["target_return"])
+
+
+def update(state: State, batch: WindowBatch, config: Config) -> tuple[State, dict[str, jax.Array]]:
+    rng, dropout_key = jax.random.split(state.rng)
+    windows = batch.windows
+    mask = windows.mask.astype(jnp.float32)
+    costs_to_go = batch.costs_to_go if config.use_cost else jnp.zeros_like(batch.costs_to_go)
+
+    def loss_fn(params):
+        predicted = state.model.apply_fn(params, windows.observations, windows.actions, windows.returns_to_go, costs_to_go,
+                                         windows.timesteps, training=True, rngs={"dropout": dropout_key})
+        squared = ((predicted - windows.actions) ** 2).mean(axis=-1)
+        return (squared * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.model.params)
+    metrics = {"actor_loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return state.replace(model=state.model.apply_gradients(grads=grads),
+                         target_return=jnp.asarray(batch.target_return, jnp.float32), rng=rng), metrics
+
+
+def init_context(state: State, num_envs: int, spec: Spec) -> Context:
+    k = state.context_length
+    return Context(observations=jnp.zeros((num_envs, k, spec.observation_dim)), actions=jnp.zeros((num_envs, k, spec.action_dim)),
+                   returns_to_go=jnp.zeros((num_envs, k)), costs_to_go=jnp.zeros((num_envs, k)),
+                   timesteps=jnp.zeros((num_envs, k), jnp.int32), length=jnp.zeros((num_envs,), jnp.int32))
+
+
+def act_in_context(state: State, context: Context, observations: jax.Array, rewards: jax.Array, starts: jax.Array,
+                   key: jax.Array, deterministic: bool = True, costs: jax.Array | None = None) -> tuple[jax.Array, Context]:
+    """One step of every episode: as DT's, with the cost-to-go starting at the target cost and
+    falling by each step's cost (`costs[i]`: the cost paid on the step that led to `observations[i]`)."""
+    k = state.context_length
+    costs = jnp.zeros_like(rewards) if costs is None else costs
+    starts = jnp.asarray(starts, bool) | (context.length == 0)
+    length = jnp.where(starts, 0, context.length)
+    last = jnp.clip(length - 1, 0, k - 1)[:, None]
+    previous = lambda values: jnp.take_along_axis(values, last, axis=1)[:, 0]  # noqa: E731
+    rtg = jnp.where(starts, state.target_return / state.return_scale, previous(context.returns_to_go) - rewards / state.return_scale)
+    ctg = jnp.where(starts, state.target_cost / state.cost_scale, previous(context.costs_to_go) - costs / state.cost_scale)
+    timestep = jnp.where(starts, 0, previous(context.timesteps) + 1).astype(jnp.int32)
+    full = length == k
+
+    def shift(values):
+        return jnp.where(full.reshape(full.shape + (1,) * (values.ndim - 1)), jnp.roll(values, -1, axis=1), values)
+
+    position = jnp.minimum(length, k - 1)
+    rows = jnp.arange(observations.shape[0])
+    context = Context(
+        observations=shift(context.observations).at[rows, position].set(observations),
+        actions=shift(context.actions).at[rows, position].set(0.0),
+        returns_to_go=shift(context.returns_to_go).at[rows, position].set(rtg),
+        costs_to_go=shift(context.costs_to_go).at[rows, position].set(ctg),
+        timesteps=shift(context.timesteps).at[rows, position].set(timestep),
+        length=jnp.minimum(length + 1, k),
+    )
+    costs_in = context.costs_to_go if state.use_cost else jnp.zeros_like(context.costs_to_go)
+    predicted = state.model.apply_fn(state.model.params, context.observations, context.actions, context.returns_to_go,
+                                     costs_in, context.timesteps)
+    actions = predicted[rows, position]
+    return actions, context.replace(actions=context.actions.at[rows, position].set(actions))
+
+
+def act(state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
+    """The contract's memoryless act: each observation as an episode's first step, at the targets."""
+    n = observations.shape[0]
+    ctg = jnp.full((n, 1), state.target_cost / state.cost_scale) if state.use_cost else jnp.zeros((n, 1))
+    predicted = state.model.apply_fn(state.model.params, observations[:, None], jnp.zeros((n, 1, state.action_dim)),
+                                     jnp.full((n, 1), state.target_return / state.return_scale), ctg, jnp.zeros((n, 1), jnp.int32))
+    return predicted[:, 0]
