@@ -158,7 +158,10 @@ def _download_minari(public: PublicName, data_dir) -> Path:
         if not (downloaded / "data" / "metadata.json").is_file():
             raise DatasetError(f"Minari's download of {public.name!r} left no dataset at '{downloaded}'; expected "
                                "a Minari dataset directory (nothing was registered).")
-        read_minari(downloaded)  # refuse to register what offrl cannot read
+        try:
+            read_minari(downloaded)  # refuse to register what offrl cannot read
+        except DatasetError as error:  # e.g. goal-conditioned Dict observations (D4RL/antmaze, kitchen)
+            raise DatasetError(f"{str(error).rstrip('.')} (downloaded {public.name!r}; nothing was registered).") from None
         final = root / public.name
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
