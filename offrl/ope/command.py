@@ -50,6 +50,8 @@ def _fqe_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--bootstrap", type=int, default=defaults.num_bootstrap, help=f"FQE networks fitted on episode resamples for the interval (default: {defaults.num_bootstrap})")
     group.add_argument("--confidence", type=float, default=defaults.confidence, help=f"(default: {defaults.confidence})")
     group.add_argument("--target-noise", type=float, default=OPEConfig.target_noise, help="IS/DR: the evaluated policy's Gaussian noise std in [-1, 1] action units (default: 0.1)")
+    group.add_argument("--behaviour-steps", type=int, default=OPEConfig.behaviour_steps,
+                       help=f"IS/DR: gradient steps of the BC behaviour model (default: {OPEConfig.behaviour_steps})")
     group.add_argument("--seed", type=int, default=0, help="(default: 0)")
 
 
@@ -60,7 +62,9 @@ def ope_config(args: argparse.Namespace) -> OPEConfig:
     fqe.validate()
     if not args.target_noise > 0:
         raise ConfigError(f"--target-noise is {args.target_noise}; expected a positive number.")
-    return OPEConfig(fqe=fqe, target_noise=args.target_noise)
+    if args.behaviour_steps <= 0:
+        raise ConfigError(f"--behaviour-steps is {args.behaviour_steps}; expected a positive integer.")
+    return OPEConfig(fqe=fqe, target_noise=args.target_noise, behaviour_steps=args.behaviour_steps)
 
 
 def cmd_ope(args: argparse.Namespace) -> int:
