@@ -9,7 +9,7 @@ import pytest
 from offrl.cli import main
 from offrl.errors import ConfigError
 from offrl.report import collect_runs, write_report
-from offrl.report.bands import ABOVE, BELOW, NO_REFERENCE, REPRODUCED, band_rows, load_bands, verdict
+from offrl.report.bands import ABOVE, BELOW, NO_REFERENCE, REPRODUCED, band_rows, band_section, load_bands, verdict
 
 from test_report import write_run
 
@@ -62,13 +62,18 @@ def test_report_puts_published_numbers_and_verdicts_beside_cells(tmp_path):
     assert best[("d4rl/hopper-medium-v2", "td3bc")][3] == "70.4 ± 1.2"  # the published best, not final
 
 
-def test_report_shows_the_band_section(tmp_path):
+def test_band_section_names_the_source_and_holds_the_rows(tmp_path):
     root = tmp_path / "results"
     _cells(root, "td3bc", "d4rl/hopper-medium-v2", [58.0, 61.0, 62.5])
-    report = (write_report(root, out=tmp_path / "out", formats="md", reps=REPS)[0]).read_text()
-    assert "## Published results: corl-gym" in report and "tinkoff-ai/CORL@" in report
-    final = report.split("### Final score vs published final\n", 1)[1]
-    assert "| d4rl/hopper-medium-v2 | td3bc | 60.5 ± 2.3 (n=3) | 60.4 ± 3.5 | [53.4, 67.3] | reproduced |" in final
+    blocks = band_section(collect_runs(root), load_bands())
+    assert blocks[0] == ("heading", "Published results: corl-gym")
+    assert "tinkoff-ai/CORL@" in blocks[1][1] and "2 std" in blocks[1][1]
+    tables = [content for kind, content in blocks if kind == "table"]
+    # final 60.5 within CORL's 60.37 ± 2 x 3.49; best 61.5 under CORL's best 70.44 ± 2 x 1.18
+    assert [row[-1] for table in tables for row in table[1]] == [REPRODUCED, BELOW]
+    assert band_section(collect_runs(root), load_bands(), tolerance=5.0)[1][1].count("max(2 std, 5)") == 1
+    _cells(tmp_path / "own", "td3bc", "my-own-data", [10.0, 11.0, 12.0])
+    assert band_section(collect_runs(tmp_path / "own"), load_bands()) == []  # no D4RL cell: no section
 
 
 def test_reduced_budget_says_so_in_every_title_and_gives_no_verdict(tmp_path):
@@ -93,5 +98,3 @@ def test_bad_band_table_is_one_sentence(tmp_path, capsys):
     code = main(["report", str(root), "--bands", "no-such-table", "--format", "md", "--bootstrap", "50"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "corl-gym" in err
-    code = main(["report", str(root), "--bands", "none", "--format", "md", "--bootstrap", "50"])
-    assert code == 0 and "Published results" not in (root / "report.md").read_text()
