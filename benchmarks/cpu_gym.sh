@@ -6,6 +6,7 @@
 # their last checkpoint. Then the report (IQM / CIs) over everything finished.
 #
 #   bash benchmarks/cpu_gym.sh [ENV ...]        # default: halfcheetah hopper walker2d
+#   CPU_GYM_WORKERS=4 bash benchmarks/cpu_gym.sh   # trials at once (default 2)
 #
 # The suites come from (see benchmarks/results/cpu-gym/README.md):
 #   offrl datasets make ENV --levels random,medium,medium-replay,expert --budget 60000 --size 50000 \
@@ -23,6 +24,6 @@ for env in "${envs[@]}"; do
   fi
   nice -n 10 offrl bench --algos bc,td3bc,iql,awac,rebrac \
     --datasets "$env-medium-v0,$env-medium-replay-v0" --seeds 3 --steps 10000 --eval-every 2500 \
-    --eval-episodes 10 --checkpoint-every 2500 --data-dir "$DATA_DIR" --out "$OUT/$env" --workers 2 --no-progress || true
+    --eval-episodes 10 --checkpoint-every 2500 --data-dir "$DATA_DIR" --out "$OUT/$env" --workers "${CPU_GYM_WORKERS:-2}" --no-progress || true
 done
 nice -n 10 offrl report "$OUT" --out "$OUT" --format md,html --bands none
