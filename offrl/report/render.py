@@ -18,6 +18,7 @@ import numpy as np
 
 from offrl.errors import ConfigError
 from offrl.report import stats
+from offrl.report.bandit import ucb_selection_curve
 from offrl.report.bands import DEFAULT_BANDS, band_section, load_bands, reduced_budget_note
 from offrl.report.compare import SIGNIFICANCE, format_p
 from offrl.report.results import NORMALIZED, Results, collect_runs
@@ -284,11 +285,39 @@ def build_report(results: Results, reps: int = 2000, seed: int = 0, bands: str |
         add(Figure("probability_of_improvement.png", "Probability of improvement P(X > Y) for each pair, with "
                    f"{CONFIDENCE:.0%} stratified-bootstrap confidence intervals; the dashed line is 0.5 (no difference).",
                    plots.png_bytes(plots.improvement_figure(pairs, CONFIDENCE))))
+    for block in bandit_blocks(results, labels, datasets):  # Unifloral's UCB protocol (offrl/report/bandit.py)
+        add(block)
     if reduced:  # every table's title says the budget was reduced
         for block in report.blocks:
             if isinstance(block, Heading) and block.text != "What was found" and reduced not in block.text:
                 block.text = f"{block.text} — {reduced}"
     return report
+
+
+BANDIT_PULLS = (1, 2, 5, 10, 20, 50, 100)
+
+
+def bandit_blocks(results: Results, labels: list[str], datasets: list[str]) -> list:
+    """'Choosing a seed with a small online budget': per cell of two or more seeds, the expected final
+    return of the seed a UCB bandit picks after k evaluation episodes (Jackson et al. 2025)."""
+    rows = []
+    for dataset in datasets:
+        for label in labels:
+            returns = [run.curve[-1]["returns"] for run in results.cell(label, dataset)
+                       if run.curve and run.curve[-1].get("returns")]
+            if len(returns) < 2:
+                continue
+            curve = ucb_selection_curve(returns, max_pulls=max(BANDIT_PULLS))
+            rows.append([dataset, label, str(curve.policies)] + [f"{curve.mean[k - 1]:.1f} [{curve.low[k - 1]:.1f}, {curve.high[k - 1]:.1f}]"
+                                                               for k in BANDIT_PULLS])
+    if not rows:
+        return []
+    return [Heading(2, "Choosing a seed with a small online budget"),
+            Paragraph("Unifloral's protocol (Jackson et al. 2025): a UCB bandit (α = 2) spends k online episodes on 5 "
+                      "seeds drawn at random from a cell (its final evaluation episodes are the draws) and picks the "
+                      "seed with the best empirical mean; each entry is the expected true mean final return of the "
+                      "pick over 500 repeats, with a 95% bootstrap interval."),
+            Table(["dataset", "configuration", "seeds"] + [f"k = {k}" for k in BANDIT_PULLS], rows)]
 
 
 def _count(number: int, one: str, many: str) -> str:
