@@ -83,7 +83,18 @@ def collect(env: str) -> dict[tuple[str, str], list[float]]:
 
 def write_table(envs: list[str], steps: int, seeds: int) -> Path:
     lines = [f"# Corruption robustness: IQL, TD3+BC, RIQL at {steps:,} updates per seed (CPU budget), {seeds} seeds", "",
-             "Final normalised score (mean ± std over seeds, n = finished seeds), 10 evaluation episodes per seed.", ""]
+             "Final normalised score (mean ± std over seeds, n = finished seeds), 10 evaluation episodes per seed, "
+             "each algorithm at its defaults (256x256 networks).", "",
+             "Data: the `medium` level of `offrl datasets make ENV --levels random,medium,medium-replay,expert "
+             "--budget 60000 --size 50000 --seed 0 --data-dir /work/suites/data` (a CPU-scale D4RL recipe: 50,000 "
+             "transitions, the behaviour SAC trained for 60,000 steps; scores normalised by that suite's own random "
+             "and expert returns). Corruption: `offrl.data.corruption.corrupt_dataset` (RIQL's protocol), random "
+             f"mode, scale {SCALE}, seed 0, on 10% or 30% of the transitions' rewards (U(-1, 1) * 30) or "
+             "observations (x + U(-1, 1) * std).", "",
+             "Machine: the shared 2-core x86 CPU, no GPU, under heavy load from other jobs (the run was niced).", "",
+             "Resume or finish (finished trials are skipped; an interrupted one continues from its checkpoint):", "",
+             "    nice -n 10 python benchmarks/corruption_table.py", "",
+             "'not run' = the trial has not finished yet.", ""]
     for env in envs:
         scores = collect(env)
         lines += [f"## {env}-medium", "", "| algorithm | " + " | ".join(label for label, _, _ in CONDITIONS) + " |",
@@ -103,7 +114,7 @@ def write_table(envs: list[str], steps: int, seeds: int) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default="halfcheetah,hopper")
-    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--steps", type=int, default=5_000)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data-dir", default="/work/suites/data")
     parser.add_argument("--work", default="/work/addons21/data")

@@ -148,12 +148,14 @@ def labelled(pendulum_references):
 
 
 def test_otr_and_seabo_labels_rank_like_the_true_rewards(labelled):
-    """Spearman with the true rewards, measured with demo seeds 50/51/52: OTR per transition
-    0.49/..., per episode 0.985; SEABO 0.58 and 0.86. Bounds: 0.3 per transition, 0.7 per episode."""
+    """Spearman with the true rewards, measured with demonstration seeds 50 (tested), 51 and 52:
+    OTR per transition 0.49 / 0.45 / 0.45, per episode return 0.985 / 0.986 / 0.994; SEABO per
+    transition 0.58 / 0.54 / 0.57, per episode 0.86 / 0.71 / 0.92. Bounds: 0.3 per transition, 0.5
+    per episode (random labels: about 0)."""
     data, labels = labelled
     for method, dataset in labels.items():
         assert spearmanr(dataset.rewards, data.rewards).statistic > 0.3, method
-        assert spearmanr(dataset.episode_returns(), data.episode_returns()).statistic > 0.7, method
+        assert spearmanr(dataset.episode_returns(), data.episode_returns()).statistic > 0.5, method
         record = dataset.metadata.provenance["labelling"]
         assert record["method"] == method and record["demonstration_episodes"] == 3
         assert len(record["demonstrations_fingerprint"]["sha256"]) == 64 and record["settings"]
