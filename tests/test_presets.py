@@ -38,8 +38,10 @@ def test_every_preset_sets_real_fields_and_cites_a_reference_file(algorithm):
     for name, preset in load_presets(algorithm).items():
         assert set(preset.config) <= config_fields, (name, set(preset.config) - config_fields)
         assert set(preset.train) <= train_fields, (name, set(preset.train) - train_fields)
-        assert preset.source.split()[0].split("@")[0] in ("tinkoff-ai/CORL", "tinkoff-ai/ReBRAC", "thuml/SPOT"), preset.source
-        assert preset.source.endswith((".yaml", ".yml")), preset.source
+        assert preset.source.split()[0].split("@")[0] in ("tinkoff-ai/CORL", "tinkoff-ai/ReBRAC", "thuml/SPOT",
+                                                          "tianheyu927/mopo"), preset.source
+        assert preset.source.endswith((".yaml", ".yml", "/d4rl/" + name.replace("-v2", "").replace("-", "_") + ".py",
+                                       "/d4rl/" + name.replace("-medium-replay-v2", "_mixed") + ".py")), preset.source
         ALGORITHMS[algorithm].Config(**preset.config)  # the values are accepted
 
 
