@@ -626,6 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
     from offrl.data.download_command import add_download_command  # `offrl datasets download NAME`
 
     add_download_command(dataset_commands)
+    from offrl.suites.augment_command import add_augment_command  # `offrl datasets augment NAME --method synther`
+
+    add_augment_command(dataset_commands)
 
     algos = commands.add_parser("algos", help="list algorithms with their papers")
     algos.set_defaults(handler=cmd_algos)

@@ -57,6 +57,7 @@ from offrl.train.run_dir import RunDirectory
 from offrl.train.run_record import common_record
 from offrl.train.samplers import check_sampler
 from offrl.train.seed_axis import resolve_seed_axis, seed_axis
+from offrl.train.synthetic_mix import check_synthetic_ratio, mix_arrays
 from offrl.train.validation import validation_probe
 
 
@@ -77,6 +78,7 @@ class TrainConfig:
     sampler_temperature: float = 0.1  # softmax temperature of the weighted samplers (dw-offline-rl run_iql.py AW-0.1)
     sampler_weights: str | None = None  # with --sampler episode-weights: a .npy/.txt file, one weight per episode
     hubl: float = 0.0  # HUBL blending factor λ in [0, 1) (Geng et al. 2023); 0 = off
+    synthetic_ratio: float | None = None  # share of each batch from SynthER rows (offrl/train/synthetic_mix.py); unset: uniform
 
     def validate(self) -> None:
         for name in ("steps", "log_every", "eval_episodes"):
@@ -90,6 +92,7 @@ class TrainConfig:
         if not (0.0 <= self.validation_fraction < 1.0):
             raise ConfigError(f"--validation-fraction is {self.validation_fraction}; expected a number in [0, 1).")
         check_sampler(self.sampler, self.sampler_temperature, self.sampler_weights)
+        check_synthetic_ratio(self.synthetic_ratio)
 
 
 @dataclass
@@ -136,6 +139,7 @@ def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | 
         arrays.update(offline_extra_arrays(algo, algo_config, dataset, normalizer))
     if train is not None:  # --hubl relabelling and --sampler weights (offrl/train/addons.py)
         arrays = addon_arrays(algo, algo_config, dataset, arrays, train)
+        arrays = mix_arrays(dataset, arrays, train.synthetic_ratio)
     if uses_model_rollouts(algo):  # the dynamics ensemble and termination box (offrl/train/model_rollouts.py)
         arrays["model_rollouts"] = model_rollout_arrays(algo, algo_config, dataset, normalizer, env_id)
     device_data = jax.device_put(arrays)
