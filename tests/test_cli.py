@@ -178,7 +178,7 @@ def test_empty_dataset(tmp_path, capsys):
     (["train", "bc", "--dataset", "x.npz", "--batch-sise", "64"], ["--batch-sise", "expected"]),
     (["train"], ["offrl train", "missing ALGO", "expected"]),
     (["datasets", "info"], ["missing dataset", "expected"]),
-    (["datasets", "import", "file.npz"], ["--name", "expected"]),
+    (["export", "run"], ["--out", "expected"]),  # (datasets import's --name became optional: the file's name)
     (["train", "bc", "--dataset", "x.npz", "--steps", "many"], ["--steps", "'many'", "expected an integer"]),
     (["train", "iql", "--dataset", "x.npz", "--expectile", "high"], ["--expectile", "'high'", "expected a number"]),
     (["train", "bc", "--dataset", "x.npz", "--hidden-dims"], ["--hidden-dims", "expected at least one argument"]),

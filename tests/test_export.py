@@ -33,7 +33,7 @@ def trained_like_policy(name: str) -> Policy:
     mean/std and asymmetric action bounds, so a missing normalisation or rescaling shows."""
     algo = ALGORITHMS[name]
     spec = Spec(observation_dim=5, action_dim=2)
-    state = algo.init(jax.random.PRNGKey(3), spec, small_config(algo))
+    state = jax.jit(algo.init, static_argnums=(1, 2))(jax.random.PRNGKey(3), spec, small_config(algo))  # one compile, not op by op
     normalizer = Normalizer(np.array([1.0, -2.0, 0.5, 3.0, 0.0], np.float32), np.array([0.5, 2.0, 1.0, 4.0, 0.1], np.float32),
                             np.array([-2.0, 0.0], np.float32), np.array([3.0, 1.0], np.float32), 1.0)
     return Policy(algo, state, normalizer)
