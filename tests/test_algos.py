@@ -10,6 +10,7 @@ import pytest
 from offrl.algos import bc, iql, td3_bc
 from offrl.nets.policies import gaussian_log_prob
 from offrl.types import Spec
+from offrl.train.initial_state import init_state
 from dataset_helpers import random_batch
 
 
@@ -45,7 +46,7 @@ def test_td3_bc_actor_loss_scales_q_by_alpha_over_mean_abs_q():
     """At alpha = 0 the actor update is pure behaviour cloning: the policy approaches the data."""
     batch = random_batch()
     config = td3_bc.Config(hidden_dims=(32, 32), alpha=0.0, policy_freq=1, actor_learning_rate=3e-3)
-    state = td3_bc.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    state = init_state(td3_bc, jax.random.PRNGKey(0), Spec(4, 2), config)
     update = jax.jit(lambda s: td3_bc.update(s, batch, config))
     first = None
     for _ in range(300):
@@ -58,7 +59,7 @@ def test_td3_bc_actor_loss_scales_q_by_alpha_over_mean_abs_q():
 def test_td3_bc_updates_the_actor_every_policy_freq_steps():
     batch = random_batch()
     config = td3_bc.Config(hidden_dims=(16,), policy_freq=2)
-    state = td3_bc.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    state = init_state(td3_bc, jax.random.PRNGKey(0), Spec(4, 2), config)
     update = jax.jit(lambda s: td3_bc.update(s, batch, config))
     state, metrics_0 = update(state)   # step 0: actor updates
     actor_after_0 = state.actor.params
@@ -70,7 +71,7 @@ def test_td3_bc_updates_the_actor_every_policy_freq_steps():
 def test_bc_loss_is_mean_squared_error_of_actions():
     batch = random_batch()
     config = bc.Config(hidden_dims=(16,))
-    state = bc.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    state = init_state(bc, jax.random.PRNGKey(0), Spec(4, 2), config)
     predicted = bc.act(state, batch.observations, jax.random.PRNGKey(0), True)
     _, metrics = bc.update(state, batch, config)
     np.testing.assert_allclose(float(metrics["actor_loss"]), float(jnp.mean((predicted - batch.actions) ** 2)), rtol=1e-5)

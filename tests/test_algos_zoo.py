@@ -13,6 +13,7 @@ from offrl.data.filtering import filter_top_episodes
 from offrl.errors import ConfigError
 from offrl.nets import ConditionalVAE, CriticEnsemble, member_action_gradients
 from offrl.types import Spec
+from offrl.train.initial_state import init_state
 from dataset_helpers import random_batch
 
 
@@ -31,7 +32,7 @@ def test_cql_penalty_pushes_down_out_of_distribution_actions():
     below Q on the data's actions, and the logsumexp gap the penalty minimises shrinks."""
     batch = random_batch(n=64)
     config = cql.Config(hidden_dims=(32, 32), num_sampled_actions=4, critic_learning_rate=1e-3)
-    state = cql.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    state = init_state(cql, jax.random.PRNGKey(0), Spec(4, 2), config)
     uniform = jax.random.uniform(jax.random.PRNGKey(3), (4, *batch.actions.shape), minval=-1.0, maxval=1.0)
 
     def data_minus_uniform_q(state):
@@ -52,7 +53,7 @@ def test_cql_penalty_pushes_down_out_of_distribution_actions():
 def test_cql_lagrange_multiplier_grows_when_gap_exceeds_target():
     batch = random_batch()
     config = cql.Config(hidden_dims=(16, 16), num_sampled_actions=2, lagrange=True, target_action_gap=-100.0)
-    state = cql.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    state = init_state(cql, jax.random.PRNGKey(0), Spec(4, 2), config)
     update = jax.jit(lambda s: cql.update(s, batch, config))
     for _ in range(5):
         state, metrics = update(state)
@@ -68,7 +69,7 @@ def test_rebrac_critic_target_subtracts_bc_penalty_on_next_actions():
     key = jax.random.PRNGKey(7)
     plain = rebrac.Config(hidden_dims=(16, 16), critic_bc_coef=0.0)
     penalised = rebrac.Config(hidden_dims=(16, 16), critic_bc_coef=0.5)
-    state = rebrac.init(jax.random.PRNGKey(0), Spec(4, 2), plain)
+    state = init_state(rebrac, jax.random.PRNGKey(0), Spec(4, 2), plain)
     difference = rebrac.bellman_target(state, batch, next_data_actions, key, plain) - rebrac.bellman_target(
         state, batch, next_data_actions, key, penalised
     )
@@ -81,7 +82,7 @@ def test_rebrac_critic_target_subtracts_bc_penalty_on_next_actions():
 
 
 def test_rebrac_critics_use_layer_norm():
-    state = rebrac.init(jax.random.PRNGKey(0), Spec(4, 2), rebrac.Config(hidden_dims=(16, 16)))
+    state = init_state(rebrac, jax.random.PRNGKey(0), Spec(4, 2), rebrac.Config(hidden_dims=(16, 16)))
     names = jax.tree_util.tree_flatten_with_path(state.critic.params)[0]
     assert any("LayerNorm" in jax.tree_util.keystr(path) for path, _ in names)
 
@@ -147,7 +148,7 @@ def test_edac_update_reports_diversity_and_sac_n_does_not():
     batch = random_batch()
     for module, has_term in ((edac, True), (sac_n, False)):
         config = module.Config(hidden_dims=(16, 16), num_critics=3)
-        state = module.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+        state = init_state(module, jax.random.PRNGKey(0), Spec(4, 2), config)
         _, metrics = jax.jit(lambda s: module.update(s, batch, config))(state)
         assert ("gradient_diversity" in metrics) == has_term
         assert state.critic.params["params"]["Vmap_QNetwork_0"]["MLP_0"]["Dense_0"]["kernel"].shape[0] == 3
@@ -211,7 +212,7 @@ def test_spot_vae_elbo_rises_on_data_and_exceeds_far_actions():
 def test_spot_pretrains_the_vae_then_freezes_it_for_td3():
     batch = random_batch()
     config = spot.Config(hidden_dims=(16, 16), vae_hidden_dims=(16, 16), vae_steps=2, policy_freq=1)
-    state = spot.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    state = init_state(spot, jax.random.PRNGKey(0), Spec(4, 2), config)
     update = jax.jit(lambda s: spot.update(s, batch, config))
     initial = state
     for _ in range(2):

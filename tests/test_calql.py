@@ -18,6 +18,7 @@ from offrl.errors import DatasetError
 from offrl.train.extra_fields import offline_extra_arrays
 from offrl.train.finetune import FinetuneConfig, train_with_prior_data
 from offrl.types import Batch, Spec
+from offrl.train.initial_state import init_state
 
 from dataset_helpers import make_random_dataset
 from scripted import uniform_random
@@ -92,7 +93,7 @@ def test_penalty_policy_terms_never_go_below_the_mc_return():
     """With a bound far above every Q, the logsumexp of the penalty sits at least at the bound
     (minus the policy samples' log-density), while CQL's does not; without bounds Cal-QL is CQL."""
     config = calql.Config(hidden_dims=(8,), num_sampled_actions=3)
-    state = calql.init(jax.random.PRNGKey(0), Spec(3, 2), config)
+    state = init_state(calql, jax.random.PRNGKey(0), Spec(3, 2), config)
     update = jax.jit(calql.update, static_argnums=2)
     _, bounded = update(state, _batch(mc_returns=1_000.0), config)
     _, unbounded = update(state, _batch(mc_returns=-np.inf), config)

@@ -25,6 +25,7 @@ from offrl.nets.policies import gaussian_log_prob
 from offrl.train.fused import gather_batch
 from offrl.train.offline import prepare
 from offrl.types import Batch, Spec
+from offrl.train.initial_state import init_state
 
 from dataset_helpers import make_random_dataset, random_batch as batch_of_random_transitions
 from model_based_helpers import small_model_settings
@@ -70,7 +71,7 @@ def test_no_bootstrap_after_a_terminal_and_bootstrap_after_a_timeout(name):
     algo, config, data, rows = _end_rows(name)
     dones = np.asarray(data["dones"])
     assert (dones[rows["terminal"]] == 1).all() and (dones[rows["timeout"]] == 0).all()
-    state = algo.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    state = init_state(algo, jax.random.PRNGKey(0), Spec(4, 2), config)
     # Target critics differ from the online ones (at init they are equal), so a bootstrap through
     # the target networks is visible however the algorithm builds its target.
     if hasattr(state, "critic_target"):
@@ -94,7 +95,7 @@ random_batch = partial(batch_of_random_transitions, done_rate=0.3)
 
 def iql_state(seed=0):
     """A fresh IQL state whose target critics differ from the online ones (and the twins differ)."""
-    state = iql.init(jax.random.PRNGKey(seed), Spec(4, 2), IQL_CONFIG)
+    state = init_state(iql, jax.random.PRNGKey(seed), Spec(4, 2), IQL_CONFIG)
     return state.replace(critic_target=jax.tree.map(lambda x: 1.3 * x + 0.05, state.critic_target))
 
 
@@ -157,7 +158,7 @@ def test_iql_weighting_pulls_the_policy_toward_high_advantage_actions():
     def policy_mean(temperature):
         config = iql.Config(hidden_dims=(32, 32), critic_learning_rate=1e-3, value_learning_rate=1e-3,
                             actor_learning_rate=1e-3, temperature=temperature, expectile=0.7)
-        state = iql.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+        state = init_state(iql, jax.random.PRNGKey(0), Spec(4, 2), config)
         update = jax.jit(lambda s: iql.update(s, batch, config))
         for _ in range(600):
             state, _ = update(state)
@@ -177,7 +178,7 @@ def test_td3_bc_actor_gradient_scales_q_by_alpha_over_mean_abs_q_at_alpha_2_5():
     The actor's optimiser is plain SGD with rate 1 here, so the parameter change is the gradient."""
     config = td3_bc.Config(hidden_dims=(32, 32), alpha=2.5, policy_freq=1)
     batch = random_batch()
-    state = td3_bc.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    state = init_state(td3_bc, jax.random.PRNGKey(0), Spec(4, 2), config)
     # Offset the critic so Q is far from zero (lambda far from alpha), and use SGD for the actor.
     critic_params = jax.tree_util.tree_map_with_path(
         lambda path, x: x + 7.0 if path[-1].key == "bias" and x.shape[-1] == 1 else x, state.critic.params

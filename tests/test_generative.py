@@ -19,6 +19,7 @@ import pytest
 from offrl.algos import bc, edp, fql, idql, iql
 from offrl.errors import ConfigError
 from offrl.types import Batch, Spec
+from offrl.train.initial_state import init_state
 
 MODES = np.array([-0.6, 0.6])
 NEAR = 0.2  # "near a mode": within 0.2 of it (the modes are 1.2 apart, the data's noise std 0.05)
@@ -48,7 +49,7 @@ def near_mode_fraction(actions) -> float:
 
 def train(algo, config, data: Batch, steps: int, seed: int = 0):
     """`steps` updates on uniformly drawn minibatches, in one compiled scan."""
-    state = algo.init(jax.random.PRNGKey(seed), Spec(2, 1), config)
+    state = init_state(algo, jax.random.PRNGKey(seed), Spec(2, 1), config)
     size = data.actions.shape[0]
 
     def body(state, key):

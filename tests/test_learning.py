@@ -36,6 +36,7 @@ from offrl.data.dataset import Dataset
 from offrl.evaluate.rollout import evaluate_policy
 from offrl.train.offline import TrainConfig, prepare, train_offline
 from offrl.types import Batch, Spec
+from offrl.train.initial_state import init_state
 from learning_data import NarrowTwoActionBandit, good_episode_mask, narrow_controller_pendulum, two_quality_pendulum
 
 
@@ -241,7 +242,7 @@ def edac_bandit_rewards(bandit: NarrowTwoActionBandit, eta: float, seeds: int = 
         return edac.update(state, batch, config)[0], None
 
     def train(seed):
-        state = edac.init(jax.random.PRNGKey(seed), spec, config)
+        state = init_state(edac, jax.random.PRNGKey(seed), spec, config)
         return jax.lax.scan(step, state, jax.random.split(jax.random.PRNGKey(seed + 100), updates))[0]
 
     states = jax.jit(jax.vmap(train))(jnp.arange(seeds))

@@ -19,6 +19,7 @@ from offrl.train.checkpoint import checkpoint_files, read_payload
 from offrl.train.offline import TrainConfig, train_offline
 from offrl.train.multi_seed import train_seeds
 from offrl.train.policy import load_policy
+from offrl.train.initial_state import init_state
 from reliability_helpers import assert_same_run, pendulum_shaped_dataset, records
 
 TRAIN = TrainConfig(steps=300, eval_every=150, log_every=50, checkpoint_every=100, eval_episodes=2)
@@ -139,7 +140,7 @@ def test_a_diverging_seed_stops_alone_and_the_others_finish(tmp_path):
     config = bc.Config(hidden_dims=(32, 32), batch_size=64)
     algo = seed_poisoned_bc(from_update=120)
     seeds = list(range(6))
-    sums = [float(jnp.sum(jax.tree.leaves(bc.init(jax.random.split(jax.random.PRNGKey(seed))[0], dataset.spec, config).actor.params)[1]))
+    sums = [float(jnp.sum(jax.tree.leaves(init_state(bc, jax.random.split(jax.random.PRNGKey(seed))[0], dataset.spec, config).actor.params)[1]))
             for seed in seeds]
     poisoned = [seed for seed, total in zip(seeds, sums) if total > 0]
     assert 0 < len(poisoned) < len(seeds), "the test needs both kinds of seeds"

@@ -18,6 +18,7 @@ from offrl.train.configs import config_to_json
 from offrl.train.policy import load_policy
 from offrl.train.run_dir import RunDirectory
 from offrl.types import Spec
+from offrl.train.initial_state import init_state
 from export_helpers import assert_runs_without_jax
 from ope_helpers import linear_task_dataset
 
@@ -88,7 +89,7 @@ def test_exporting_a_decision_transformer_is_refused_in_one_sentence(tmp_path, c
                              "reward_scale": 1.0}}
     run = RunDirectory.create(tmp_path / "dt-run", record)
     run.unlock()
-    state = algo.init(jax.random.PRNGKey(0), Spec(1, 1), config)
+    state = init_state(algo, jax.random.PRNGKey(0), Spec(1, 1), config)
     save_checkpoint(run.checkpoints, 1, state, jax.random.PRNGKey(1), {})
     assert main(["export", str(tmp_path / "dt-run"), "--out", str(tmp_path / "dt.onnx")]) == 2
     error = capsys.readouterr().err

@@ -14,6 +14,7 @@ from offrl.algos import calql, cql, edac, percent_bc, rebrac, sac_n
 from offrl.data.filtering import episode_scores, filter_top_episodes
 from offrl.nets import MLP
 from offrl.types import Spec
+from offrl.train.initial_state import init_state
 
 from dataset_helpers import make_random_dataset, random_batch as batch_of_random_transitions
 
@@ -40,7 +41,7 @@ def test_ensemble_sac_actor_step_uses_the_critic_before_its_update(algo):
     updated = []
     for critic_lr in (1e-6, 1.0):
         config = algo.Config(hidden_dims=(16, 16), num_critics=3, critic_learning_rate=critic_lr)
-        state = algo.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+        state = init_state(algo, jax.random.PRNGKey(0), Spec(4, 2), config)
         updated.append(jitted_update(algo)(state, batch, config)[0])
     assert not leaves_equal(updated[0].critic.params, updated[1].critic.params)
     assert leaves_equal(updated[0].actor.params, updated[1].actor.params)
@@ -54,7 +55,7 @@ def test_ensemble_sac_updates_temperature_first_and_critic_last(algo):
 
     def one_update(**changes):
         config = algo.Config(hidden_dims=(16, 16), num_critics=3, **changes)
-        return jitted_update(algo)(algo.init(jax.random.PRNGKey(0), Spec(4, 2), config), batch, config)[0]
+        return jitted_update(algo)(init_state(algo, jax.random.PRNGKey(0), Spec(4, 2), config), batch, config)[0]
 
     slow_alpha, fast_alpha = one_update(temperature_learning_rate=1e-6), one_update(temperature_learning_rate=0.5)
     assert not leaves_equal(slow_alpha.actor.params, fast_alpha.actor.params)
@@ -72,12 +73,12 @@ def test_temperature_learning_rate_follows_the_actor(algo):
     assert algo.Config().temperature_learning_rate is None
     config = algo.Config(hidden_dims=(16, 16), num_sampled_actions=2, actor_learning_rate=1e-2,
                          critic_learning_rate=3e-4)
-    state = algo.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    state = init_state(algo, jax.random.PRNGKey(0), Spec(4, 2), config)
     new_state, _ = jitted_update(algo)(state, random_batch(mc_returns=algo is calql), config)
     step = jax.tree.leaves(new_state.temperature.params)[0] - jax.tree.leaves(state.temperature.params)[0]
     np.testing.assert_allclose(np.abs(np.asarray(step)), 1e-2, rtol=1e-3)
     explicit = algo.Config(hidden_dims=(16, 16), num_sampled_actions=2, temperature_learning_rate=1e-3)
-    state = algo.init(jax.random.PRNGKey(0), Spec(4, 2), explicit)
+    state = init_state(algo, jax.random.PRNGKey(0), Spec(4, 2), explicit)
     new_state, _ = jitted_update(algo)(state, random_batch(mc_returns=algo is calql), explicit)
     step = jax.tree.leaves(new_state.temperature.params)[0] - jax.tree.leaves(state.temperature.params)[0]
     np.testing.assert_allclose(np.abs(np.asarray(step)), 1e-3, rtol=1e-3)
@@ -91,7 +92,7 @@ def test_calql_max_target_backup_takes_the_best_of_the_sampled_next_actions():
     single, best = calql.Config(hidden_dims=(16, 16), num_sampled_actions=n), calql.Config(
         hidden_dims=(16, 16), num_sampled_actions=n, max_target_backup=True)
     assert not calql.Config().max_target_backup  # CORL cal_ql.py's single-sample backup by default
-    state = calql.init(jax.random.PRNGKey(0), Spec(4, 2), single)
+    state = init_state(calql, jax.random.PRNGKey(0), Spec(4, 2), single)
     batch = random_batch(n=batch_size, mc_returns=True)
     next_actions = jax.random.uniform(jax.random.PRNGKey(1), (n * batch_size, 2), minval=-1.0, maxval=1.0)
     # Brute force: min over the two target critics for each sample, per state.
@@ -158,7 +159,7 @@ def test_rebrac_networks_follow_the_reference_layout_and_initialisation():
     """tinkoff-ai/ReBRAC src/networks.py: Dense -> ReLU -> LayerNorm per hidden layer (critic),
     PyTorch-default kernels, biases 0.1, output layers U(+-3e-3) (critic) and U(+-1e-3) (actor)."""
     config = rebrac.Config(hidden_dims=(32, 32, 32))
-    state = rebrac.init(jax.random.PRNGKey(0), Spec(5, 3), config)
+    state = init_state(rebrac, jax.random.PRNGKey(0), Spec(5, 3), config)
     critic = state.critic.params["params"]["Vmap_QNetwork_0"]["MLP_0"]
     actor = state.actor.params["params"]["MLP_0"]
     for net, fan_ins, bound in ((critic, (8, 32, 32), 3e-3), (actor, (5, 32, 32), 1e-3)):
@@ -199,7 +200,7 @@ def test_spot_actor_uses_dropout_in_training_but_not_when_acting():
     from offrl.algos import spot
 
     config = spot.Config(hidden_dims=(32, 32), vae_hidden_dims=(16, 16), actor_dropout=0.5)
-    state = spot.init(jax.random.PRNGKey(0), Spec(4, 2), config)
+    state = init_state(spot, jax.random.PRNGKey(0), Spec(4, 2), config)
     observations = jax.random.normal(jax.random.PRNGKey(1), (8, 4))
     acting = [spot.act(state, observations, jax.random.PRNGKey(k)) for k in (2, 3)]
     np.testing.assert_array_equal(acting[0], acting[1])

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from offrl.algos import rlpd
-from offrl.train.finetune import FinetuneConfig, init_state, train_with_prior_data
+from offrl.train.finetune import FinetuneConfig, train_with_prior_data
+from offrl.train.initial_state import init_state
 from offrl.types import Batch, Spec
 
 

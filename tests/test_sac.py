@@ -11,6 +11,7 @@ from offrl.algos import sac
 from offrl.nets import TanhGaussianPolicy
 from offrl.train.online import OnlineConfig, evaluate_stochastic, train_online
 from offrl.types import Batch, Spec
+from offrl.train.initial_state import init_state
 
 SPEC = Spec(observation_dim=3, action_dim=2)
 
@@ -46,7 +47,7 @@ def test_tanh_log_prob_matches_change_of_variables():
 def test_temperature_moves_towards_target_entropy(entropy_goal, direction):
     """Entropy above the target lowers alpha; below it raises alpha."""
     config = sac.Config(hidden_dims=(16,), target_entropy=entropy_goal, batch_size=64)
-    state = sac.init(jax.random.PRNGKey(0), SPEC, config)
+    state = init_state(sac, jax.random.PRNGKey(0), SPEC, config)
     new_state, metrics = jax.jit(sac.update, static_argnums=2)(state, _batch(), config)
     alpha_before = float(metrics["alpha"])
     alpha_after = float(jnp.exp(new_state.temperature.params["params"]["log_alpha"]))
@@ -62,7 +63,7 @@ def test_default_target_entropy_is_minus_action_dim():
 
 def test_act_bounds_and_determinism():
     config = sac.Config(hidden_dims=(16,))
-    state = sac.init(jax.random.PRNGKey(0), SPEC, config)
+    state = init_state(sac, jax.random.PRNGKey(0), SPEC, config)
     observations = _batch().observations
     deterministic = sac.act(state, observations, jax.random.PRNGKey(1), True)
     np.testing.assert_array_equal(deterministic, sac.act(state, observations, jax.random.PRNGKey(2), True))

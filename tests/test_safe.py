@@ -22,6 +22,7 @@ from offrl.evaluate.rollout import evaluate_policy
 from offrl.evaluate.safe_scores import normalized_cost, normalized_reward, safe_record, safe_table_row
 from offrl.errors import ConfigError
 from offrl.train.offline import TrainConfig, train_offline
+from offrl.train.initial_state import init_state
 from safe_learning_data import SAFE_EVERY, TARGET_COST, capped_controller, safe_and_unsafe_pendulum
 
 
@@ -227,7 +228,7 @@ def test_cdt_cost_to_go_starts_at_the_target_and_falls_by_each_cost():
     from offrl.types import Spec
 
     spec = Spec(3, 1)
-    state = cdt.init(jax.random.PRNGKey(0), spec, cdt.Config(hidden_dims=(16,), num_heads=1, context_length=3, target_cost=7.0, cost_scale=2.0))
+    state = init_state(cdt, jax.random.PRNGKey(0), spec, cdt.Config(hidden_dims=(16,), num_heads=1, context_length=3, target_cost=7.0, cost_scale=2.0))
     context = cdt.init_context(state, 2, spec)
     observations = jnp.zeros((2, 3))
     step = jax.jit(lambda c, r, s, k: cdt.act_in_context(state, c, observations, r, s, jax.random.PRNGKey(0), True, costs=k))

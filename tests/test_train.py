@@ -17,6 +17,7 @@ from model_based_helpers import small_model_settings
 from offrl.train.fused import make_fused_update, sample_batch
 from offrl.train.offline import TrainConfig, train_offline
 from offrl.types import Spec
+from offrl.train.initial_state import init_state
 
 from dataset_helpers import make_random_dataset
 
@@ -122,7 +123,7 @@ def test_normalizer_maps_env_bounds_to_unit_box_and_back(pendulum_dataset):
 
 def test_td3_bc_delayed_actor_metrics_are_averaged_over_updates_that_ran():
     algo, config = small("td3bc")
-    state = algo.init(jax.random.PRNGKey(0), Spec(3, 1), config)
+    state = init_state(algo, jax.random.PRNGKey(0), Spec(3, 1), config)
     rng = np.random.default_rng(0)
     data = {
         "observations": jnp.asarray(rng.normal(size=(300, 3)), jnp.float32),

@@ -15,6 +15,7 @@ from offrl.errors import ConfigError
 from offrl.train.checkpoint import load_checkpoint
 from offrl.train.offline import TrainConfig, prepare, resume_offline, train_offline
 from offrl.train.run_dir import RunDirectory
+from offrl.train.initial_state import init_state
 from dataset_helpers import make_random_dataset
 
 SMALL = {"hidden_dims": (16, 16), "batch_size": 32}
@@ -40,7 +41,7 @@ def test_trains_checkpoints_and_resumes_bit_identically_without_an_env(tmp_path)
     assert [m["step"] for m in metrics] == [50, 100, 150, 200] and all(np.isfinite(m["q_mean"]) for m in metrics)
     assert [v["step"] for v in run.read_records("validation.jsonl")] == [100, 200]
     last = result.run_dir / "checkpoints" / "step_000000200.msgpack"
-    template = algo.init(jax.random.PRNGKey(0), result.policy.spec, config)
+    template = init_state(algo, jax.random.PRNGKey(0), result.policy.spec, config)
     final = load_checkpoint(last, template)[0]
     # A kill after step 100's checkpoint: the resumed run ends on the same parameters.
     last.unlink()

@@ -56,15 +56,15 @@ def make_fused_update(algo: ModuleType, config: Any, num_updates: int) -> Callab
 
     custom_sample = getattr(algo, "sample", None)
 
-    def one_update(state, key, data, size):
+    def plain_update(state, key, data, size):
         if custom_sample is None:
             batch = sample_batch(data, key, config.batch_size, size)
         else:
             batch = custom_sample(data, key, config)
         return algo.update(state, batch, config)
 
-    if uses_model_rollouts(algo):  # rollouts into the state's model buffer, mixed batches (offrl/train/model_rollouts.py)
-        one_update = model_based_update(algo, config, sample_batch)
+    # Model-based algorithms: rollouts into the state's model buffer, mixed batches (offrl/train/model_rollouts.py).
+    one_update = model_based_update(algo, config, sample_batch) if uses_model_rollouts(algo) else plain_update
 
     def fused(state, data, key, size=None):
         if custom_sample is not None and size is not None:

@@ -50,6 +50,7 @@ from offrl.train.extra_fields import offline_extra_arrays
 from offrl.train.addons import addon_arrays
 from offrl.train.fused import make_fused_update
 from offrl.train.hubl import blended_config
+from offrl.train.initial_state import init_state, init_states
 from offrl.train.model_rollouts import model_rollout_arrays, uses_model_rollouts
 from offrl.train.policy import Policy
 from offrl.train.progress import TrainingProgress
@@ -278,7 +279,7 @@ def check_same_run(run: RunDirectory, record: dict[str, Any]) -> None:
 
 
 def finished_result(algo, algo_config, dataset, run, normalizer, summary) -> TrainResult:
-    template = algo.init(jax.random.PRNGKey(0), dataset.spec, algo_config)
+    template = init_state(algo, jax.random.PRNGKey(0), dataset.spec, algo_config)
     checkpoint = latest_valid_checkpoint(run.checkpoints, template)
     if checkpoint is None:
         raise ConfigError(f"Run '{run.path}' is finished but has no checkpoint; expected checkpoints/step_*.msgpack.")
@@ -378,9 +379,9 @@ def train_members(algo, algo_config, dataset, train, runs, seeds, normalizer, de
     count = len(runs)
     vmapped = count > 1
     key_pairs = [jax.random.split(jax.random.PRNGKey(seed)) for seed in seeds]
-    template = algo.init(key_pairs[0][0], dataset.spec, algo_config)
+    template = init_state(algo, key_pairs[0][0], dataset.spec, algo_config)
     if vmapped:
-        state = jax.vmap(lambda key: algo.init(key, dataset.spec, algo_config))(jnp.stack([pair[0] for pair in key_pairs]))
+        state = init_states(algo, jnp.stack([pair[0] for pair in key_pairs]), dataset.spec, algo_config)
         train_key = jnp.stack([pair[1] for pair in key_pairs])
     else:
         state, train_key = template, key_pairs[0][1]

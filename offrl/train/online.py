@@ -32,6 +32,7 @@ from offrl.envs.factory import action_bounds, make_vector_env
 from offrl.errors import ConfigError
 from offrl.evaluate.rollout import evaluate_policy
 from offrl.train.fused import make_fused_update
+from offrl.train.initial_state import init_state
 from offrl.types import Spec
 
 REPLAY_FIELDS = ("observations", "actions", "rewards", "next_observations", "dones", "timeouts")
@@ -208,7 +209,7 @@ def train_online(
 
     key = jax.random.PRNGKey(online.seed)
     init_key, key = jax.random.split(key)
-    state = initial_state if initial_state is not None else algo.init(init_key, spec, algo_config)
+    state = initial_state if initial_state is not None else init_state(algo, init_key, spec, algo_config)
     buffer = allocate_buffer(capacity, spec)
     env_index = np.zeros(capacity, dtype=np.int32)
     fused_update = make_fused_update(algo, algo_config, online.updates_per_step * num_envs)

@@ -98,6 +98,7 @@ def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None) -> Po
     `Policy` for a history-dependent algorithm; see the module docstring)."""
     from offrl.algos import get_algorithm
     from offrl.train.checkpoint import latest_valid_checkpoint, load_checkpoint
+    from offrl.train.initial_state import init_state
     from offrl.train.configs import config_from_json
     from offrl.train.run_dir import RunDirectory
     from offrl.errors import ConfigError
@@ -108,7 +109,7 @@ def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None) -> Po
     algo_config = config_from_json(algo.Config, config["algorithm_config"], where=str(run.path / "config.json"))
     spec = Spec(**config["spec"])
     normalizer = Normalizer.from_json(config["normalizer"])
-    template = algo.init(jax.random.PRNGKey(0), spec, algo_config)
+    template = init_state(algo, jax.random.PRNGKey(0), spec, algo_config)
     if checkpoint:
         state, _, _ = load_checkpoint(Path(checkpoint), template)
         return Policy(algo, state, normalizer)

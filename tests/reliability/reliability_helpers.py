@@ -17,6 +17,7 @@ from model_based_helpers import small_model_settings
 from offrl.data.dataset import Dataset, DatasetMetadata
 from offrl.train.checkpoint import latest_checkpoint, read_payload
 from offrl.train.offline import TrainConfig
+from offrl.train.initial_state import init_state
 
 # Tiny networks and few updates: the whole reliability directory runs in a few minutes on 2 cores.
 SHORT = TrainConfig(steps=200, eval_every=100, log_every=50, checkpoint_every=100, eval_episodes=1, seed=3)
@@ -42,7 +43,7 @@ class SmallAlgorithm:
     train_key: jax.Array
 
     def init(self):
-        return self.algo.init(self.init_key, self.dataset.spec, self.config)
+        return init_state(self.algo, self.init_key, self.dataset.spec, self.config)
 
 
 @functools.cache

@@ -12,14 +12,15 @@ from offrl.algos import get_algorithm
 from offrl.errors import ConfigError
 from offrl.train import checkpoint as ckpt
 from offrl.types import Spec
+from offrl.train.initial_state import init_state
 
 
 @pytest.fixture(scope="module")
 def states():
     algo = get_algorithm("bc")
     config = algo.Config(hidden_dims=(32, 32), batch_size=64)
-    template = algo.init(jax.random.PRNGKey(0), Spec(3, 1), config)
-    other = algo.init(jax.random.PRNGKey(1), Spec(3, 1), config)
+    template = init_state(algo, jax.random.PRNGKey(0), Spec(3, 1), config)
+    other = init_state(algo, jax.random.PRNGKey(1), Spec(3, 1), config)
     return template, other
 
 
@@ -91,7 +92,7 @@ def test_no_good_checkpoint_is_a_clear_config_error(tmp_path, states):
 def test_a_checkpoint_of_another_shape_is_refused(tmp_path, states):
     path = write_two(tmp_path, states)
     algo = get_algorithm("bc")
-    wider = algo.init(jax.random.PRNGKey(0), Spec(3, 1), algo.Config(hidden_dims=(64, 64), batch_size=64))
+    wider = init_state(algo, jax.random.PRNGKey(0), Spec(3, 1), algo.Config(hidden_dims=(64, 64), batch_size=64))
     with pytest.raises(ConfigError, match="does not fit"):
         ckpt.load_checkpoint(path, wider)
 

@@ -13,7 +13,6 @@ from offrl.train.finetune.settings import (
     FinetuneConfig,
     algorithm_finetune_settings,
     decayed_config,
-    init_state,
     online_algorithm_config,
     reset_optimizers,
     resolve_settings,
@@ -21,7 +20,7 @@ from offrl.train.finetune.settings import (
 
 __all__ = [
     "FINETUNE_KEYS", "MODES", "WSRL_WARMUP_STEPS", "EngineSettings", "FinetuneConfig", "FinetuneResult",
-    "algorithm_finetune_settings", "decayed_config", "finetune", "init_state", "make_mixed_update",
+    "algorithm_finetune_settings", "decayed_config", "finetune", "make_mixed_update",
     "online_algorithm_config", "reset_optimizers", "resolve_settings", "resume_finetune", "sample_mixed_batch",
     "train_with_prior_data",
 ]

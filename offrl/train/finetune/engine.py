@@ -76,10 +76,10 @@ from offrl.train.finetune import loop, records
 from offrl.train.finetune.settings import (
     EngineSettings,
     FinetuneConfig,
-    init_state,
     online_algorithm_config,
     resolve_settings,
 )
+from offrl.train.initial_state import init_state
 from offrl.train.offline import load_recorded_dataset, recorded_run
 from offrl.train.policy import Policy
 from offrl.train.run_dir import RunDirectory

@@ -31,7 +31,8 @@ from offrl.train.divergence import all_finite, find_divergence
 from offrl.train.extra_fields import PENDING, declared_fields, episode_extra_values, offline_extra_arrays, online_row_values
 from offrl.train.finetune import records
 from offrl.train.finetune.batches import make_mixed_update
-from offrl.train.finetune.settings import decayed_config, init_state, reset_optimizers
+from offrl.train.finetune.settings import decayed_config, reset_optimizers
+from offrl.train.initial_state import init_state
 from offrl.train.online import REPLAY_FIELDS, allocate_buffer, insert_rows, step_envs
 from offrl.train.policy import Policy
 from offrl.train.progress import TrainingProgress

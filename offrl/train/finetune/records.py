@@ -43,7 +43,8 @@ from offrl.evaluate.scores import normalized_score
 from offrl.train.checkpoint import checkpoint_files, latest_valid_checkpoint, load_checkpoint, save_checkpoint
 from offrl.train.configs import config_to_json
 from offrl.train.divergence import DivergenceError
-from offrl.train.finetune.settings import EngineSettings, FinetuneConfig, init_state
+from offrl.train.finetune.settings import EngineSettings, FinetuneConfig
+from offrl.train.initial_state import init_state
 from offrl.train.policy import Policy
 from offrl.train.run_dir import RunDirectory
 from offrl.train.run_record import common_record

@@ -15,7 +15,6 @@ from flax.training.train_state import TrainState
 
 from offrl.errors import ConfigError
 from offrl.train.configs import validate_algorithm_config
-from offrl.types import Spec
 
 MODES = ("mixed", "wsrl")
 FINETUNE_KEYS = ("config", "decay", "offline_ratio", "utd", "warmup_steps", "exploration_noise", "reset_optimizers")
@@ -141,9 +140,3 @@ def reset_optimizers(state: Any) -> Any:
         if isinstance(value, TrainState):
             changes[f.name] = value.replace(opt_state=value.tx.init(value.params))
     return state.replace(**changes) if changes else state
-
-
-def init_state(algo: ModuleType, key: jax.Array, spec: Spec, config: Any) -> Any:
-    """`algo.init` compiled: eager Flax init of a vmapped ensemble runs op by op (RLPD's ten
-    critics took over 10 s on CPU here), one compiled call takes a fraction of that."""
-    return jax.jit(algo.init, static_argnums=(1, 2))(key, spec, config)
