@@ -28,7 +28,7 @@ from offrl.types import Batch, Spec
 from offrl.train.initial_state import init_state
 
 from dataset_helpers import make_random_dataset, random_batch as batch_of_random_transitions
-from model_based_helpers import small_model_settings
+from small_configs import small_config
 
 # Every algorithm the library trains, online ones included (SAC is the fine-tuning engine's
 # default learner, not in the `offrl train` registry).
@@ -37,7 +37,7 @@ EVERY_ALGORITHM = {**ALGORITHMS, **ONLINE_ALGORITHMS, sac.NAME: sac}
 NO_CRITIC = {"bc", "percent_bc", "dt", "bc_all", "bc_safe", "cdt"}
 WITH_CRITIC = sorted(set(EVERY_ALGORITHM) - NO_CRITIC)
 # SPOT's first `vae_steps` updates fit its VAE only; start at its TD3 phase.
-SETTINGS = {"spot": {"vae_steps": 0, "vae_hidden_dims": (16, 16)}}
+SETTINGS = {"spot": {"vae_steps": 0}}
 
 
 def test_every_algorithm_is_either_checked_for_bootstrapping_or_has_no_critic():
@@ -52,7 +52,7 @@ def _end_rows(name):
     """The engine's arrays for four episodes (terminal, timeout, terminal, timeout) and the rows
     where they end."""
     algo = EVERY_ALGORITHM[name]
-    config = algo.Config(hidden_dims=(32, 32), **SETTINGS.get(name, {}), **small_model_settings(algo))
+    config = small_config(algo, **SETTINGS.get(name, {}))
     dataset = make_random_dataset([6, 5, 7, 6], obs_dim=4, action_dim=2, ends=["terminal", "timeout"] * 2, seed=1)
     _, data = prepare(algo, config, dataset, None)
     ends = dataset.episode_starts + np.array([6, 5, 7, 6]) - 1

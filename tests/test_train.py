@@ -13,7 +13,8 @@ from offrl import load_policy
 from offrl.algos import ALGORITHMS, get_algorithm
 from offrl.data.transforms import fit_normalizer, training_arrays
 from offrl.errors import ConfigError
-from model_based_helpers import small_model_settings
+from reliability_helpers import small_run_dataset
+from small_configs import small_config
 from offrl.train.fused import make_fused_update, sample_batch
 from offrl.train.offline import TrainConfig, train_offline
 from offrl.types import Spec
@@ -26,21 +27,22 @@ SHORT = TrainConfig(steps=200, eval_every=100, log_every=50, checkpoint_every=10
 
 def small(algo_name):
     algo = get_algorithm(algo_name)
-    # SPOT pretrains its VAE before the counted steps (100k by default): a few small updates here.
-    extra = {"vae_steps": 50, "vae_hidden_dims": (32, 32)} if algo_name == "spot" else {}
-    return algo, algo.Config(hidden_dims=(32, 32), batch_size=64, **extra, **small_model_settings(algo))
+    return algo, small_config(algo)
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
-def test_short_run_writes_a_complete_run_directory(name, pendulum_dataset, tmp_path):
+def test_short_run_writes_a_complete_run_directory(name, tmp_path):
+    """Every algorithm through the engine. The data, config and chunk are those of the
+    reliability tests' `small_algorithm`, so the compiled programs come from the suite's cache."""
     algo, config = small(name)
-    result = train_offline(algo, config, pendulum_dataset, SHORT, tmp_path / "run", progress=False)
+    dataset = small_run_dataset()
+    result = train_offline(algo, config, dataset, SHORT, tmp_path / "run", progress=False)
     run = tmp_path / "run"
     saved = json.loads((run / "config.json").read_text())
     assert saved["algorithm"] == name
     assert saved["algorithm_config"]["hidden_dims"] == [32, 32]
     assert saved["train"]["steps"] == 200 and saved["env_id"] == "Pendulum-v1"
-    assert saved["dataset_metadata"]["ref_min_score"] == pendulum_dataset.metadata.ref_min_score
+    assert saved["dataset_metadata"]["ref_min_score"] == dataset.metadata.ref_min_score
 
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [50, 100, 150, 200]

@@ -83,6 +83,7 @@ def _weight_decay_loss(params: dict, decays: tuple[float, ...]) -> jax.Array:
     return sum(decay * 0.5 * jnp.sum(members[f"layer_{index}"]["kernel"] ** 2) for index, decay in enumerate(decays))
 
 
+@jax.jit
 def _keep_improved(params: dict, best: dict, improved: jax.Array) -> dict:
     """Members that improved take their new parameters; the shared log-variance bounds follow the newest."""
     def pick(new, old):
@@ -115,9 +116,14 @@ def train_dynamics(observations: np.ndarray, actions: np.ndarray, rewards: np.nd
 
     obs_dim = observations.shape[1]
     network = DynamicsEnsemble(obs_dim, config.hidden_dims, config.num_models)
-    params = network.init(jax.random.PRNGKey(config.seed), jnp.zeros((1, inputs.shape[1])))
     optimizer = optax.adam(config.learning_rate)
-    opt_state = optimizer.init(params)
+
+    @jax.jit
+    def initial(key):  # one compiled call: eager Flax/Optax init compiles op by op (seconds on CPU)
+        params = network.init(key, jnp.zeros((1, inputs.shape[1])))
+        return params, optimizer.init(params)
+
+    params, opt_state = initial(jax.random.PRNGKey(config.seed))
 
     def loss_fn(params, batch_inputs, batch_targets):
         mean_out, logvar = network.apply(params, batch_inputs)
@@ -153,7 +159,6 @@ def train_dynamics(observations: np.ndarray, actions: np.ndarray, rewards: np.nd
         improved = (best_mse - mse) / np.where(np.isfinite(best_mse), best_mse, 1.0) > 0.01
         improved |= ~np.isfinite(best_mse)
         if improved.any():
-            keep = jnp.asarray(improved)
             best_params = _keep_improved(params, best_params, jnp.asarray(improved))
             best_mse = np.where(improved, mse, best_mse)
             since_update = 0

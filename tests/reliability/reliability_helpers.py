@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from dataset_helpers import make_random_dataset
-from model_based_helpers import small_model_settings
+from small_configs import small_config
 from offrl.data.dataset import Dataset, DatasetMetadata
 from offrl.train.checkpoint import latest_checkpoint, read_payload
 from offrl.train.offline import TrainConfig
@@ -21,17 +21,16 @@ from offrl.train.initial_state import init_state
 
 # Tiny networks and few updates: the whole reliability directory runs in a few minutes on 2 cores.
 SHORT = TrainConfig(steps=200, eval_every=100, log_every=50, checkpoint_every=100, eval_episodes=1, seed=3)
-
-
-def small_config(algo):
-    return algo.Config(hidden_dims=(32, 32), batch_size=64, **small_model_settings(algo))
+CHUNK = 50  # SHORT's fused chunk: `small_algorithm` compiles the engine's own program for SHORT runs
 
 
 @dataclass(frozen=True)
 class SmallAlgorithm:
-    """One algorithm with tiny networks on a small random dataset (observations 4-d, actions 2-d),
-    its data laid out as the engine lays it out, and its fused update (10 updates per call)
-    compiled once per test process: the contract and determinism loops over every algorithm share it."""
+    """One algorithm with tiny networks (tests/small_configs.py) on `small_run_dataset`, its data
+    laid out as the engine lays it out, and its fused update (CHUNK updates per call) compiled
+    once per test process: the contract and determinism loops over every algorithm share it, and
+    since it is the very program a SHORT engine run on that dataset compiles, the persistent
+    compilation cache serves it to test_train's run of each algorithm too."""
 
     name: str
     algo: ModuleType
@@ -54,11 +53,17 @@ def small_algorithm(name: str) -> SmallAlgorithm:
 
     algo = get_algorithm(name)
     config = small_config(algo)
-    dataset = make_random_dataset([200, 150, 120, 80], obs_dim=4, action_dim=2, seed=5)
-    dataset = dataset.replace(costs=np.arange(dataset.num_transitions) % 20 == 0)  # safe algorithms need costs
-    _, data = prepare(algo, config, dataset, None)  # the engine's own layout (transitions, or DT's windows)
-    init_key, train_key = jax.random.split(jax.random.PRNGKey(11))
-    return SmallAlgorithm(name, algo, config, dataset, data, jax.jit(make_fused_update(algo, config, 10)), init_key, train_key)
+    dataset = small_run_dataset()
+    _, data = prepare(algo, config, dataset, dataset.metadata.env_id, SHORT)  # the engine's own layout (transitions, or DT's windows)
+    init_key, train_key = jax.random.split(jax.random.PRNGKey(SHORT.seed))
+    return SmallAlgorithm(name, algo, config, dataset, data, jax.jit(make_fused_update(algo, config, CHUNK)), init_key, train_key)
+
+
+@functools.cache
+def small_run_dataset() -> Dataset:
+    """`pendulum_shaped_dataset()` with a cost on every 20th step (the safe algorithms need costs)."""
+    dataset = pendulum_shaped_dataset()
+    return dataset.replace(costs=(np.arange(dataset.num_transitions) % 20 == 0).astype(np.float32))
 
 
 def pendulum_shaped_dataset(seed: int = 0, episodes: int = 8) -> Dataset:

@@ -18,7 +18,8 @@ from offrl.data.d4rl_io import write_npz
 from offrl.train.checkpoint import load_checkpoint_full, read_payload, save_checkpoint
 from offrl.train.offline import resume_offline, train_offline
 
-from reliability_helpers import SHORT, assert_same_run, assert_same_state, pendulum_shaped_dataset, records, small_config
+from reliability_helpers import CHUNK, SHORT, assert_same_run, assert_same_state, pendulum_shaped_dataset, records
+from small_configs import small_config
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +48,17 @@ def test_every_algorithm_is_deterministic_and_continues_identically_from_a_check
 
     first, second = setup.init(), setup.init()
     assert_same_state(first, second)
-    straight, _, straight_metrics = run_chunks(first, setup.train_key, 4)
-    again, _, again_metrics = run_chunks(second, setup.train_key, 4)
+    straight, _, straight_metrics = run_chunks(first, setup.train_key, 2)
+    again, _, again_metrics = run_chunks(second, setup.train_key, 2)
     assert json.dumps(again_metrics) == json.dumps(straight_metrics)  # exact, NaN (a skipped quantity) included
     assert_same_state(again, straight)
 
-    half, key, half_metrics = run_chunks(first, setup.train_key, 2)
-    path = save_checkpoint(tmp_path, 20, half, key)
+    half, key, half_metrics = run_chunks(first, setup.train_key, 1)
+    path = save_checkpoint(tmp_path, CHUNK, half, key)
     template = jax.tree.map(jax.numpy.zeros_like, first)  # nothing of the original can leak through
     restored = load_checkpoint_full(path, template)
-    assert restored.step == 20
-    resumed, _, resumed_metrics = run_chunks(restored.state, restored.key, 2)
+    assert restored.step == CHUNK
+    resumed, _, resumed_metrics = run_chunks(restored.state, restored.key, 1)
     assert json.dumps(half_metrics + resumed_metrics) == json.dumps(straight_metrics)
     assert_same_state(resumed, straight)
 
