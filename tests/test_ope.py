@@ -73,3 +73,35 @@ def test_degenerate_weights_are_reported_by_the_effective_sample_size():
     ratios = target_log_probs(policy_actions, dataset.actions, 0.01) - np.log(0.5)
     narrow = importance_estimate(EpisodeArrays(dataset, ratios, GAMMA), wpdis, reps=50, confidence=0.9, seed=0)
     assert narrow.degenerate
+
+
+def test_select_reuses_an_fqe_estimate_only_when_computed_with_the_same_settings(tmp_path, monkeypatch):
+    """`offrl select --by fqe` takes the estimates `offrl ope` wrote when their recorded settings
+    are the ones asked for; under other settings (here more FQE steps) it computes them again."""
+    import json
+
+    from offrl.ope import select
+    from offrl.ope.evaluate_run import OPEConfig, estimator_settings, with_fqe
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    for step in (100, 200):
+        (run / "checkpoints" / f"step_{step:09d}.msgpack").write_bytes(b"")
+    cached = OPEConfig()
+    (run / "ope.jsonl").write_text("".join(
+        json.dumps({"method": "fqe", "checkpoint_step": step, "estimate": estimate, "low": estimate - 1, "high": estimate + 1,
+                    "settings": estimator_settings(cached, "fqe")}) + "\n" for step, estimate in ((100, -5.0), (200, -9.0))))
+    computed = []
+
+    def fresh_estimates(run_dir, methods, config):
+        computed.append(config)
+        return {"policies": [{"checkpoint_step": 100, "estimate": -7.0, "low": -8.0, "high": -6.0},
+                             {"checkpoint_step": 200, "estimate": -3.0, "low": -4.0, "high": -2.0}]}
+
+    monkeypatch.setattr(select, "evaluate_run", fresh_estimates)
+    assert select.select_policies([str(run)], "fqe", cached)["chosen"]["checkpoint_step"] == 100
+    assert computed == []
+    other = with_fqe(cached, steps=cached.fqe.steps + 1)
+    assert select.select_policies([str(run)], "fqe", other)["chosen"]["checkpoint_step"] == 200
+    assert computed == [other]

@@ -136,8 +136,21 @@ def evaluate_run(run_dir: str | Path, methods: tuple[str, ...] = ("fqe",), confi
     behaviour = behaviour_return(data, config.fqe.discount, config.bootstrap_reps, config.fqe.confidence)
     report = {"run_dir": str(run.path), "algorithm": record["algorithm"], "data": which, "behaviour": behaviour,
               "policies": results, "config": {"target_noise": config.target_noise, **asdict(config.fqe)}}
-    atomic_write_bytes(run.path / "ope.jsonl", "".join(json.dumps({**r, "data": which}) + "\n" for r in results).encode())
+    # Each line records the settings it was computed with: `offrl select` reuses it only under the same ones.
+    lines = "".join(json.dumps({**r, "data": which, "settings": estimator_settings(config, r["method"])}) + "\n"
+                    for r in results)
+    atomic_write_bytes(run.path / "ope.jsonl", lines.encode())
     return report
+
+
+def estimator_settings(config: OPEConfig, method: str) -> dict[str, Any]:
+    """The settings a `method` estimate depends on, as they read back from JSON (FQE: its own;
+    the importance-sampling family: the behaviour model and target noise too)."""
+    settings = asdict(config.fqe)
+    if method != "fqe":
+        settings.update(target_noise=config.target_noise, behaviour_steps=config.behaviour_steps,
+                        bootstrap_reps=config.bootstrap_reps)
+    return json.loads(json.dumps(settings))
 
 
 def with_fqe(config: OPEConfig, **changes: Any) -> OPEConfig:

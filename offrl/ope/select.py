@@ -2,7 +2,8 @@
 
 Candidates are every checkpoint step of every run directory found under the given paths (a run,
 a multi-seed directory, a sweep). Criteria:
-- `fqe`: the FQE estimate (from the run's ope.jsonl, computed with `offrl ope` settings if absent);
+- `fqe`: the FQE estimate (from the run's ope.jsonl when it was computed with the same settings,
+  else computed now with them);
 - `validation-td`: the critic's TD error on the held-out validation episodes (validation.jsonl;
   lower is better; needs `--validation-fraction` at training and an algorithm with a critic);
 - `online`: the mean evaluation return (eval.jsonl), when a simulator was available.
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from offrl.errors import ConfigError
-from offrl.ope.evaluate_run import OPEConfig, evaluate_run
+from offrl.ope.evaluate_run import OPEConfig, estimator_settings, evaluate_run
 from offrl.train.checkpoint import checkpoint_files
 from offrl.train.run_dir import RunDirectory
 from offrl.train.validation import validation_td
@@ -38,7 +39,10 @@ def find_runs(paths: list[str]) -> list[Path]:
 def _candidates(run: Path, by: str, config: OPEConfig) -> list[dict[str, Any]]:
     directory = RunDirectory(run)
     steps = [int(p.stem.split("_")[1]) for p in checkpoint_files(directory.checkpoints)]
-    fqe = {r["checkpoint_step"]: r for r in directory.read_records("ope.jsonl") if r.get("method") == "fqe"}
+    # Estimates `offrl ope` left are reused only when computed with the settings asked for here.
+    settings = estimator_settings(config, "fqe")
+    fqe = {r["checkpoint_step"]: r for r in directory.read_records("ope.jsonl")
+           if r.get("method") == "fqe" and r.get("settings") == settings}
     if by == "fqe" and not all(step in fqe for step in steps):
         fqe = {r["checkpoint_step"]: r for r in evaluate_run(run, ("fqe",), config)["policies"]}
     td = {r["step"]: validation_td(r) for r in directory.read_records("validation.jsonl")}
