@@ -64,6 +64,10 @@ def test_train_then_evaluate(pendulum_npz, tmp_path, capsys):
 
     code, out, _ = run_cli(capsys, "evaluate", str(run_dir), "--episodes", "3")
     assert code == 0 and "Pendulum-v1" in out and "normalized score:" in out
+    # --obs-noise: the same episodes (same seed) with perturbed observations give other returns.
+    code, noisy, _ = run_cli(capsys, "evaluate", str(run_dir), "--episodes", "3", "--obs-noise", "1.0")
+    assert code == 0 and noisy.split("return ")[1].split()[0] != out.split("return ")[1].split()[0]
+    assert_one_sentence_error(*run_cli(capsys, "evaluate", str(run_dir), "--obs-noise", "-0.1")[::2], "--obs-noise is -0.1")
 
 
 def test_datasets_info_reports_sizes_returns_and_end_flags(shaped_dataset, pendulum_npz, capsys):
