@@ -38,10 +38,16 @@ def test_every_preset_sets_real_fields_and_cites_a_reference_file(algorithm):
     for name, preset in load_presets(algorithm).items():
         assert set(preset.config) <= config_fields, (name, set(preset.config) - config_fields)
         assert set(preset.train) <= train_fields, (name, set(preset.train) - train_fields)
-        assert preset.source.split()[0].split("@")[0] in ("tinkoff-ai/CORL", "tinkoff-ai/ReBRAC", "thuml/SPOT",
-                                                          "tianheyu927/mopo"), preset.source
-        assert preset.source.endswith((".yaml", ".yml", "/d4rl/" + name.replace("-v2", "").replace("-", "_") + ".py",
-                                       "/d4rl/" + name.replace("-medium-replay-v2", "_mixed") + ".py")), preset.source
+        assert len(preset.source.split()) == 2, preset.source  # "owner/name@commit path/to/file"
+        repository = preset.source.split()[0].split("@")[0]
+        config_files = (".yaml", ".yml", "/d4rl/" + name.replace("-v2", "").replace("-", "_") + ".py",
+                        "/d4rl/" + name.replace("-medium-replay-v2", "_mixed") + ".py")
+        endings = {"tinkoff-ai/CORL": config_files, "tinkoff-ai/ReBRAC": config_files, "thuml/SPOT": config_files,
+                   "tianheyu927/mopo": config_files,
+                   "seohongpark/fql": (" README.md",),  # the README's per-task commands
+                   "YangRui2015/RIQL": (" RIQL_config.py",)}  # get_config: per env and corruption
+        assert repository in endings, preset.source
+        assert preset.source.endswith(endings[repository]), preset.source
         ALGORITHMS[algorithm].Config(**preset.config)  # the values are accepted
 
 
@@ -63,6 +69,28 @@ def test_presets_hold_the_references_values():
     assert load_presets("cql")["antmaze-umaze-v2"].config["lagrange"] is True
     assert load_presets("awac")["antmaze-umaze-v2"].config["awac_lambda"] == 0.1
     assert load_presets("spot")["hopper-medium-v2"].config["support_weight"] == 0.1
+
+
+def test_fql_presets_hold_the_readmes_values():
+    """seohongpark/fql README.md at 719d04417cb0b206deddbc7d761b3e710c3d750c, "FQL on D4RL":
+    antmaze-umaze-v2 --offline_steps=500000 --agent.alpha=10, antmaze-large-play-v2 --agent.alpha=3;
+    the runs keep agents/fql.py get_config's normalize_q_loss=False."""
+    fql = load_presets("fql")
+    assert fql["antmaze-umaze-v2"].config == {"alpha": 10.0, "normalize_q_loss": False}
+    assert fql["antmaze-large-play-v2"].config["alpha"] == 3.0 and fql["antmaze-large-play-v2"].train["steps"] == 500_000
+    assert "rewards - 1.0" in fql["antmaze-umaze-v2"].note  # the AntMaze reward shift offrl lacks is said
+    assert not any(name.startswith(("pen", "door", "hammer", "relocate")) for name in fql)  # no preset key in offrl
+
+
+def test_riql_presets_hold_the_configs_values():
+    """YangRui2015/RIQL RIQL_config.py at cc07d81201e4cd44415560523fcd719f57bbf12c, random
+    observation corruption: hopper sigma 0.1, quantile 0.25, num_critics 3; halfcheetah quantile 0.1;
+    RIQL.py: 3000 epochs x 1000 updates."""
+    riql = load_presets("riql")
+    hopper = riql["hopper-medium-replay-v2"]
+    assert (hopper.config["huber_sigma"], hopper.config["quantile"], hopper.config["num_critics"]) == (0.1, 0.25, 3)
+    assert riql["halfcheetah-medium-replay-v2"].config["quantile"] == 0.1 and hopper.train["steps"] == 3_000_000
+    assert "random rewards: --huber-sigma 1.0 --quantile 0.25 --num-critics 3" in hopper.note  # other corruptions as flags
 
 
 def test_public_name_picks_its_preset_and_flags_override_it(capsys):
