@@ -64,7 +64,8 @@ def test_riql_learns_where_iql_fails_on_corrupted_dynamics(corrupted_dynamics, t
     On reward corruption (30% of rewards U(-30, 30)) the mechanism did not separate at this budget:
     RIQL -135/-182/-170, IQL -305/-345/-440, but the broken RIQL -133/-169/-274 as well (its
     deterministic actor, not Huber or the quantile, made the difference there)."""
-    score = final_return("riql", corrupted_dynamics, tmp_path, 6_000, **IQL_SETTINGS)
+    # Rewards scaled as IQL scales them (RIQL's own default leaves them raw), so that only Huber and the quantile differ.
+    score = final_return("riql", corrupted_dynamics, tmp_path, 6_000, normalize_rewards=True, **IQL_SETTINGS)
     assert score > -500, f"RIQL reached {score:.0f}"
 
 

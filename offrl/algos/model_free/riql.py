@@ -50,7 +50,7 @@ class Config:
     target_min: float = -100.0  # RIQL.py _update_q: targets clamped to [-100, 1000]
     target_max: float = 1000.0
     normalize_observations: bool = True  # RIQL.py TrainConfig.normalize = True
-    normalize_rewards: bool = True  # RIQL.py modify_reward: r * 1000 / (max_return - min_return)
+    normalize_rewards: bool = False  # YangRui2015/RIQL@cc07d81 RIQL.py rescales no rewards (modify_reward, off by default, was removed in cdb587f)
 
 
 @struct.dataclass
