@@ -35,10 +35,13 @@ def test_cql_penalty_pushes_down_out_of_distribution_actions():
     state = init_state(cql, jax.random.PRNGKey(0), Spec(4, 2), config)
     uniform = jax.random.uniform(jax.random.PRNGKey(3), (4, *batch.actions.shape), minval=-1.0, maxval=1.0)
 
-    def data_minus_uniform_q(state):
+    @jax.jit
+    def q_gap(state):
         q_data = state.critic.apply_fn(state.critic.params, batch.observations, batch.actions)
         q_uniform = jax.vmap(lambda a: state.critic.apply_fn(state.critic.params, batch.observations, a))(uniform)
-        return float((q_data - q_uniform.mean(axis=0)).mean())
+        return (q_data - q_uniform.mean(axis=0)).mean()
+
+    data_minus_uniform_q = lambda state: float(q_gap(state))  # noqa: E731
 
     update = jax.jit(lambda s: cql.update(s, batch, config))
     initial_gap = data_minus_uniform_q(state)
@@ -70,12 +73,16 @@ def test_rebrac_critic_target_subtracts_bc_penalty_on_next_actions():
     plain = rebrac.Config(hidden_dims=(16, 16), critic_bc_coef=0.0)
     penalised = rebrac.Config(hidden_dims=(16, 16), critic_bc_coef=0.5)
     state = init_state(rebrac, jax.random.PRNGKey(0), Spec(4, 2), plain)
-    difference = rebrac.bellman_target(state, batch, next_data_actions, key, plain) - rebrac.bellman_target(
-        state, batch, next_data_actions, key, penalised
-    )
-    # The same noise key gives the same smoothed target action a'.
-    noise = jnp.clip(jax.random.normal(key, batch.actions.shape) * plain.policy_noise, -plain.noise_clip, plain.noise_clip)
-    next_actions = jnp.clip(state.actor.apply_fn(state.actor_target, batch.next_observations) + noise, -1.0, 1.0)
+    target = lambda state, config: rebrac.bellman_target(state, batch, next_data_actions, key, config)  # noqa: E731
+    difference = jax.jit(lambda state: target(state, plain) - target(state, penalised))(state)
+
+    @jax.jit  # one compiled call: eagerly every op compiles on its own
+    def smoothed_next_actions(state):
+        # The same noise key gives the same smoothed target action a'.
+        noise = jnp.clip(jax.random.normal(key, batch.actions.shape) * plain.policy_noise, -plain.noise_clip, plain.noise_clip)
+        return jnp.clip(state.actor.apply_fn(state.actor_target, batch.next_observations) + noise, -1.0, 1.0)
+
+    next_actions = smoothed_next_actions(state)
     expected = plain.discount * (1.0 - batch.dones) * 0.5 * ((next_actions - next_data_actions) ** 2).sum(-1)
     np.testing.assert_allclose(difference, expected, rtol=1e-4, atol=1e-5)
     assert float(expected.max()) > 0.1
@@ -93,9 +100,10 @@ def test_rebrac_critics_use_layer_norm():
 def test_member_action_gradients_match_per_critic_jacobians():
     critic = CriticEnsemble((16, 16), num_critics=3)
     batch = random_batch(n=5)
-    params = critic.init(jax.random.PRNGKey(0), batch.observations, batch.actions)
-    gradients = member_action_gradients(critic, params, batch.observations, batch.actions)
-    per_sample = jax.vmap(jax.jacobian(lambda o, a: critic.apply(params, o[None], a[None])[:, 0], argnums=1))
+    # Each computation as one compiled call: eagerly every op compiles on its own.
+    params = jax.jit(critic.init)(jax.random.PRNGKey(0), batch.observations, batch.actions)
+    gradients = jax.jit(member_action_gradients, static_argnums=0)(critic, params, batch.observations, batch.actions)
+    per_sample = jax.jit(jax.vmap(jax.jacobian(lambda o, a: critic.apply(params, o[None], a[None])[:, 0], argnums=1)))
     jacobians = per_sample(batch.observations, batch.actions)  # (batch, num_critics, action_dim)
     np.testing.assert_allclose(gradients, jnp.swapaxes(jacobians, 0, 1), rtol=1e-4, atol=1e-6)
 
@@ -103,16 +111,18 @@ def test_member_action_gradients_match_per_critic_jacobians():
 def test_edac_diversity_is_maximal_for_identical_critics_and_zero_for_orthogonal_gradients():
     """1/(N-1) sum_{i!=j} cos(g_i, g_j): N when all critics agree, 0 for orthogonal gradients.
     (Identical critics are the *worst* case the term penalises, not a zero of it.)"""
+    # Each computation as one compiled call: eagerly every op compiles on its own.
+    gradient_diversity = jax.jit(edac.gradient_diversity)
     same = jnp.broadcast_to(jnp.array([[0.3, -1.2]]), (4, 8, 2))
-    assert float(edac.gradient_diversity(same)) == pytest.approx(4.0, rel=1e-5)
+    assert float(gradient_diversity(same)) == pytest.approx(4.0, rel=1e-5)
     orthogonal = jnp.stack([jnp.tile(jnp.array([[1.0, 0.0]]), (8, 1)), jnp.tile(jnp.array([[0.0, 2.0]]), (8, 1))])
-    assert float(edac.gradient_diversity(orthogonal)) == pytest.approx(0.0, abs=1e-6)
+    assert float(gradient_diversity(orthogonal)) == pytest.approx(0.0, abs=1e-6)
 
     critic = CriticEnsemble((16, 16), num_critics=4)
     batch = random_batch()
-    params = critic.init(jax.random.PRNGKey(0), batch.observations, batch.actions)
-    clones = jax.tree.map(lambda p: jnp.broadcast_to(p[:1], p.shape), params)  # every member = member 0
-    diversity = lambda p: edac.gradient_diversity(member_action_gradients(critic, p, batch.observations, batch.actions))  # noqa: E731
+    params = jax.jit(critic.init)(jax.random.PRNGKey(0), batch.observations, batch.actions)
+    clones = jax.jit(lambda params: jax.tree.map(lambda p: jnp.broadcast_to(p[:1], p.shape), params))(params)  # every member = member 0
+    diversity = jax.jit(lambda p: edac.gradient_diversity(member_action_gradients(critic, p, batch.observations, batch.actions)))
     assert float(diversity(clones)) == pytest.approx(4.0, rel=1e-4)
     assert float(diversity(params)) < 4.0 - 0.1
 
@@ -120,11 +130,12 @@ def test_edac_diversity_is_maximal_for_identical_critics_and_zero_for_orthogonal
 def test_edac_diversity_gradient_makes_action_gradients_less_aligned():
     critic = CriticEnsemble((16, 16), num_critics=4)
     batch = random_batch()
-    params = critic.init(jax.random.PRNGKey(0), batch.observations, batch.actions)
+    params = jax.jit(critic.init)(jax.random.PRNGKey(0), batch.observations, batch.actions)
     diversity = lambda p: edac.gradient_diversity(member_action_gradients(critic, p, batch.observations, batch.actions))  # noqa: E731
-    before = float(diversity(params))
+    step = jax.jit(lambda params: jax.tree.map(lambda p, g: p - 0.01 * g, params, jax.grad(diversity)(params)))
+    before = float(jax.jit(diversity)(params))
     for _ in range(20):
-        params = jax.tree.map(lambda p, g: p - 0.01 * g, params, jax.grad(diversity)(params))
+        params = step(params)
     assert float(diversity(params)) < before - 0.2
 
 
@@ -137,10 +148,10 @@ def test_edac_diversity_has_no_gradient_when_actions_are_one_dimensional():
     for action_dim in (1, 2):
         critic = CriticEnsemble((32, 32), num_critics=5)
         batch = random_batch(obs_dim=3, action_dim=action_dim)
-        params = critic.init(jax.random.PRNGKey(0), batch.observations, batch.actions)
+        params = jax.jit(critic.init)(jax.random.PRNGKey(0), batch.observations, batch.actions)
         diversity = lambda p: edac.gradient_diversity(member_action_gradients(critic, p, batch.observations, batch.actions))  # noqa: E731
-        grads = jax.grad(diversity)(params)
-        norms[action_dim] = float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))))
+        gradient_norm = jax.jit(lambda p: jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(diversity)(p)))))
+        norms[action_dim] = float(gradient_norm(params))
     assert norms[1] < 1e-3 and norms[2] > 0.1, norms
 
 
@@ -187,12 +198,12 @@ def test_spot_vae_elbo_rises_on_data_and_exceeds_far_actions():
     actions = 0.8 * jnp.tanh(observations[:, :1] * jnp.array([[1.0, -1.0]])) + 0.02 * jnp.asarray(rng.normal(size=(256, 2)), jnp.float32)
     far_actions = -actions
     vae = ConditionalVAE(action_dim=2, latent_dim=4, hidden_dims=(64, 64))
-    params = vae.init(jax.random.PRNGKey(0), observations, actions, jax.random.PRNGKey(1))
+    params = jax.jit(vae.init)(jax.random.PRNGKey(0), observations, actions, jax.random.PRNGKey(1))
     import optax
 
     optimiser = optax.adam(1e-3)
-    opt_state = optimiser.init(params)
-    loss = lambda p, a, k: vae.apply(p, observations, a, k, 0.5, 8, method=ConditionalVAE.negative_elbo).mean()  # noqa: E731
+    opt_state = jax.jit(optimiser.init)(params)
+    loss = jax.jit(lambda p, a, k: vae.apply(p, observations, a, k, 0.5, 8, method=ConditionalVAE.negative_elbo).mean())
 
     @jax.jit
     def step(params, opt_state, key):
