@@ -23,7 +23,7 @@ REPS = 200  # bootstrap replicates: enough for the tests, quick
 def write_run(path: Path, algorithm: str, dataset: str | None, seed: int, final: float, best: float | None = None,
               status: str = "finished", normalized: bool = True, algorithm_config: dict | None = None,
               evals: list[tuple[int, float]] | None = None, steps: int = 1000, argument: str | None = None,
-              logged: list[int] = (), diverged_at: int | None = None) -> None:
+              logged: list[int] = (), diverged_at: int | None = None, summary_extra: dict | None = None) -> None:
     """A run directory as offrl/train/offline.py writes it: config.json, metrics.jsonl (the steps in
     `logged`), eval.jsonl, summary.json. A run that did not finish gets only the evaluations passed
     in `evals`; a diverged one (status "diverged") the divergence record of offrl/train/divergence.py."""
@@ -52,7 +52,7 @@ def write_run(path: Path, algorithm: str, dataset: str | None, seed: int, final:
     summary = {"status": "finished", "final_step": steps, "best_step": steps // 2, "steps": steps,
                "final_return": final * 10 - 100, "best_return": best * 10 - 100, "updates_per_second": 500.0,
                "final_normalized_score": final if normalized else None,
-               "best_normalized_score": best if normalized else None}
+               "best_normalized_score": best if normalized else None, **(summary_extra or {})}
     (path / "summary.json").write_text(json.dumps(summary))
 
 
@@ -156,6 +156,24 @@ class _Links(HTMLParser):
         for name, value in attrs:
             if name in ("src", "href", "srcset", "data", "poster", "action"):
                 self.references.append((tag, name, value or ""))
+
+
+def test_safe_runs_get_dsrl_reward_and_cost_cells_marked_safe_or_unsafe(results_dir, tmp_path):
+    write_report(results_dir, formats="md", reps=REPS)
+    assert "Reward and cost (safe RL)" not in (results_dir / "report.md").read_text()  # no costs, no table
+
+    root = tmp_path / "safe"
+    numbers = {"bc_all": ([3.22, 3.96, 3.92], [1.01, 1.00, 1.01]), "bc_safe": ([0.36, 0.62, 0.70], [0.82, 0.76, 0.52])}
+    for algorithm, (costs, rewards) in numbers.items():
+        for seed, (cost, reward) in enumerate(zip(costs, rewards)):
+            write_run(root / algorithm / f"seed_{seed}", algorithm, "pendulum-torque-cost", seed, 50.0, summary_extra={
+                "target_cost": 5.0, "final_cost": cost * 5, "final_normalized_cost": cost, "final_normalized_reward": reward})
+    write_report(root, formats="md", reps=REPS)
+    header, row = markdown_table((root / "report.md").read_text(), "Reward and cost (safe RL)")
+    cells = dict(zip(header, row))
+    assert cells["bc_all"] == (f"reward 1.01 ± {np.std([1.01, 1.00, 1.01], ddof=1):.2f}, "
+                               f"cost 3.70 ± {np.std([3.22, 3.96, 3.92], ddof=1):.2f}: unsafe (κ 5; 3 seeds)")
+    assert cells["bc_safe"].startswith("reward 0.70 ± ") and ": safe (κ 5; 3 seeds)" in cells["bc_safe"]
 
 
 def test_html_is_self_contained_and_pngs_sit_beside_the_markdown(results_dir):

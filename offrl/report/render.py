@@ -191,6 +191,7 @@ def build_report(results: Results, reps: int = 2000, seed: int = 0, bands: str |
                 _mean_std(results.scores(label, dataset, which), results.count_text(label, dataset, which))
                 if results.expected(label, dataset) else "–" for label in table_labels])
         add(Table(["dataset"] + table_labels, rows))
+    add_safe_table(results, add)
     if bands is not None and bands.lower() != "none":
         kinds = {"heading": lambda text: Heading(2, text), "subheading": lambda text: Heading(3, text),
                  "paragraph": Paragraph, "table": lambda content: Table(*content)}
@@ -292,6 +293,41 @@ def build_report(results: Results, reps: int = 2000, seed: int = 0, bands: str |
             if isinstance(block, Heading) and block.text != "What was found" and reduced not in block.text:
                 block.text = f"{block.text} — {reduced}"
     return report
+
+
+def _spread(values: np.ndarray) -> str:
+    return f" ± {np.std(values, ddof=1):.2f}" if values.size > 1 else ""
+
+
+def add_safe_table(results: Results, add) -> None:
+    """Constrained tasks: DSRL's table of normalised reward and normalised cost per cell, marked
+    safe when the mean normalised cost is at most 1 (Liu et al. 2023, the OSRL/DSRL protocol)."""
+    cells = {(label, dataset): [run.safe for run in results.cell(label, dataset) if run.safe]
+             for dataset in results.table_datasets for label in results.table_labels}
+    if not any(cells.values()):
+        return
+    add(Heading(2, "Reward and cost (safe RL)"))
+    add(Paragraph("Runs on a task with costs, scored as DSRL does: normalised reward (R − R_min) / (R_max − R_min) "
+                  "and normalised cost (C + ε) / (κ + ε) at the run's target cost κ, each mean ± sample standard "
+                  "deviation over the seeds with cost numbers. A cell is 'safe' when its mean normalised cost is at "
+                  "most 1, else 'unsafe'; compare rewards only among safe cells."))
+    rows = []
+    for dataset in results.table_datasets:
+        row = [dataset]
+        for label in results.table_labels:
+            numbers = cells[(label, dataset)]
+            if not numbers:
+                row.append("–")
+                continue
+            costs = np.array([n["final_normalized_cost"] for n in numbers])
+            rewards = np.array([n["final_normalized_reward"] for n in numbers if "final_normalized_reward" in n])
+            targets = sorted({n["target_cost"] for n in numbers if "target_cost" in n})
+            reward = f"reward {np.mean(rewards):.2f}{_spread(rewards)}, " if rewards.size else ""
+            verdict = "safe" if np.mean(costs) <= 1.0 else "unsafe"
+            row.append(f"{reward}cost {np.mean(costs):.2f}{_spread(costs)}: {verdict} "
+                       f"(κ {', '.join(f'{t:g}' for t in targets) or '?'}; {len(numbers)} seeds)")
+        rows.append(row)
+    add(Table(["dataset"] + results.table_labels, rows))
 
 
 BANDIT_PULLS = (1, 2, 5, 10, 20, 50, 100)

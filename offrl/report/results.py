@@ -57,6 +57,7 @@ class Run:
     label: str = ""
     diverged_at: int | None = None  # a diverged seed: the step it diverged by; it counts at final_step, its last valid evaluation
     dataset_argument: str | None = None  # the dataset as given to `offrl train` (to place a sweep's unstarted trials)
+    safe: dict[str, float] | None = None  # a constrained task's final cost numbers (DSRL protocol; offrl/evaluate/safe_scores.py)
 
     @property
     def diverged(self) -> bool:
@@ -370,8 +371,19 @@ def read_run(path: Path) -> Run | Skipped:
         best_step=summary.get("best_step"),
         updates_per_second=_number(summary.get("updates_per_second")),
         curve=_read_records(path / "eval.jsonl"),
+        safe=_safe_numbers(summary),
         **place,
     )
+
+
+SAFE_KEYS = ("target_cost", "final_cost", "final_normalized_cost", "final_normalized_reward")
+
+
+def _safe_numbers(summary: dict[str, Any]) -> dict[str, float] | None:
+    """The summary's final cost numbers (offrl/train/offline.py `_safe_summary`), None on a task without costs."""
+    if _number(summary.get("final_normalized_cost")) is None:
+        return None
+    return {key: value for key in SAFE_KEYS if (value := _number(summary.get(key))) is not None}
 
 
 _SEED_DIRECTORY = re.compile(r"seed_(-?\d+)")
