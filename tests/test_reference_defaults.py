@@ -6,7 +6,6 @@ from __future__ import annotations
 from functools import partial
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -27,7 +26,8 @@ def jitted_update(algo):
 
 
 def leaves_equal(a, b) -> bool:
-    return all(bool(jnp.array_equal(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    # In NumPy: jnp.array_equal compiles its ops anew for every leaf shape.
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 # --- SAC-N / EDAC: temperature -> actor (pre-update critic) -> critic -------------------------
@@ -96,13 +96,11 @@ def test_calql_max_target_backup_takes_the_best_of_the_sampled_next_actions():
     batch = random_batch(n=batch_size, mc_returns=True)
     next_actions = jax.random.uniform(jax.random.PRNGKey(1), (n * batch_size, 2), minval=-1.0, maxval=1.0)
     # Brute force: min over the two target critics for each sample, per state.
-    per_sample = np.stack([
-        np.asarray(state.critic.apply_fn(state.critic_target, batch.next_observations,
-                                         next_actions[j * batch_size:(j + 1) * batch_size]).min(axis=0))
-        for j in range(n)
-    ])
-    np.testing.assert_allclose(calql.backup_value(state, batch.next_observations, next_actions, single), per_sample[0], rtol=1e-5)
-    np.testing.assert_allclose(calql.backup_value(state, batch.next_observations, next_actions, best), per_sample.max(axis=0), rtol=1e-5)
+    q = jax.jit(lambda state, actions: state.critic.apply_fn(state.critic_target, batch.next_observations, actions).min(axis=0))
+    per_sample = np.stack([np.asarray(q(state, next_actions[j * batch_size:(j + 1) * batch_size])) for j in range(n)])
+    backup_value = jax.jit(calql.backup_value, static_argnums=3)
+    np.testing.assert_allclose(backup_value(state, batch.next_observations, next_actions, single), per_sample[0], rtol=1e-5)
+    np.testing.assert_allclose(backup_value(state, batch.next_observations, next_actions, best), per_sample.max(axis=0), rtol=1e-5)
     assert np.all(per_sample.max(axis=0) > per_sample[0] - 1e-6) and np.any(per_sample.max(axis=0) > per_sample[0])
     # The option reaches the update: the critic steps towards a different target.
     after_single = jitted_update(calql)(state, batch, single)[0]
@@ -140,19 +138,19 @@ def _layer_norm(x):
 def test_mlp_layer_norm_position(position):
     x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
     mlp = MLP((8,), layer_norm=True, layer_norm_position=position)
-    params = mlp.init(jax.random.PRNGKey(1), x)
+    params = jax.jit(mlp.init)(jax.random.PRNGKey(1), x)  # one compiled call: eager init compiles op by op
     dense = params["params"]["Dense_0"]
     h = np.asarray(x) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
     expected = np.maximum(_layer_norm(h), 0.0) if position == "pre_activation" else _layer_norm(np.maximum(h, 0.0))
-    np.testing.assert_allclose(mlp.apply(params, x), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(mlp.apply)(params, x), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_mlp_default_keeps_layer_norm_before_the_activation():
     """RLPD's critics (and any MLP that does not choose) keep Dense -> LayerNorm -> activation."""
     x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
     default, pre = MLP((8,), layer_norm=True), MLP((8,), layer_norm=True, layer_norm_position="pre_activation")
-    params = default.init(jax.random.PRNGKey(1), x)
-    np.testing.assert_array_equal(default.apply(params, x), pre.apply(params, x))
+    params = jax.jit(default.init)(jax.random.PRNGKey(1), x)
+    np.testing.assert_array_equal(jax.jit(default.apply)(params, x), jax.jit(pre.apply)(params, x))
 
 
 def test_rebrac_networks_follow_the_reference_layout_and_initialisation():
@@ -181,7 +179,7 @@ def test_rebrac_networks_follow_the_reference_layout_and_initialisation():
         h = np.maximum(h @ member[f"Dense_{i}"]["kernel"] + member[f"Dense_{i}"]["bias"], 0.0)
         h = _layer_norm(h) * member[f"LayerNorm_{i}"]["scale"] + member[f"LayerNorm_{i}"]["bias"]
     q = (h @ member["Dense_3"]["kernel"] + member["Dense_3"]["bias"])[:, 0]
-    np.testing.assert_allclose(state.critic.apply_fn(state.critic.params, observations, actions)[0], q, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(state.critic.apply_fn)(state.critic.params, observations, actions)[0], q, rtol=1e-4, atol=1e-6)
 
 
 # --- SPOT: the authors' locomotion defaults; VAE pretraining apart from --steps ------------------
@@ -202,11 +200,12 @@ def test_spot_actor_uses_dropout_in_training_but_not_when_acting():
     config = spot.Config(hidden_dims=(32, 32), vae_hidden_dims=(16, 16), actor_dropout=0.5)
     state = init_state(spot, jax.random.PRNGKey(0), Spec(4, 2), config)
     observations = jax.random.normal(jax.random.PRNGKey(1), (8, 4))
-    acting = [spot.act(state, observations, jax.random.PRNGKey(k)) for k in (2, 3)]
+    # Compiled calls: eagerly every op compiles on its own.
+    act, apply = jax.jit(spot.act), jax.jit(state.actor.apply_fn, static_argnums=2)
+    acting = [act(state, observations, jax.random.PRNGKey(k)) for k in (2, 3)]
     np.testing.assert_array_equal(acting[0], acting[1])
-    np.testing.assert_array_equal(acting[0], state.actor.apply_fn(state.actor.params, observations))
-    training = [state.actor.apply_fn(state.actor.params, observations, True, rngs={"dropout": jax.random.PRNGKey(k)})
-                for k in (2, 3)]
+    np.testing.assert_array_equal(acting[0], apply(state.actor.params, observations))
+    training = [apply(state.actor.params, observations, True, rngs={"dropout": jax.random.PRNGKey(k)}) for k in (2, 3)]
     assert not np.allclose(training[0], training[1])
 
 
