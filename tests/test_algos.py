@@ -27,8 +27,12 @@ def test_expectile_loss_minimiser_is_the_upper_expectile():
     For Q uniform on [-1, 1] and tau = 0.9 the expectile solves 0.9 (1 - v)^2 = 0.1 (1 + v)^2: v = 0.5."""
     q_values = jnp.linspace(-1, 1, 4001)
     candidates = jnp.linspace(-1, 1, 2001)
-    losses = jax.vmap(lambda v: iql.expectile_loss(q_values - v, 0.9).mean())(candidates)
-    assert float(candidates[jnp.argmin(losses)]) == pytest.approx(0.5, abs=0.01)
+    @jax.jit  # one compiled call: eagerly every op compiles on its own
+    def minimiser(candidates):
+        losses = jax.vmap(lambda v: iql.expectile_loss(q_values - v, 0.9).mean())(candidates)
+        return candidates[jnp.argmin(losses)]
+
+    assert float(minimiser(candidates)) == pytest.approx(0.5, abs=0.01)
 
 
 def test_gaussian_log_prob_matches_the_closed_form():
@@ -72,9 +76,11 @@ def test_bc_loss_is_mean_squared_error_of_actions():
     batch = random_batch()
     config = bc.Config(hidden_dims=(16,))
     state = init_state(bc, jax.random.PRNGKey(0), Spec(4, 2), config)
-    predicted = bc.act(state, batch.observations, jax.random.PRNGKey(0), True)
-    _, metrics = bc.update(state, batch, config)
-    np.testing.assert_allclose(float(metrics["actor_loss"]), float(jnp.mean((predicted - batch.actions) ** 2)), rtol=1e-5)
+    # Compiled calls: eagerly every op compiles on its own.
+    predicted = jax.jit(bc.act, static_argnums=3)(state, batch.observations, jax.random.PRNGKey(0), True)
+    _, metrics = jax.jit(bc.update, static_argnums=2)(state, batch, config)
+    mse = jax.jit(lambda predicted: jnp.mean((predicted - batch.actions) ** 2))
+    np.testing.assert_allclose(float(metrics["actor_loss"]), float(mse(predicted)), rtol=1e-5)
 
 
 def test_contract(small_algorithm):
@@ -90,7 +96,8 @@ def test_contract(small_algorithm):
     assert {k: float(v) for k, v in metrics_a.items() if np.isfinite(v)} == {k: float(v) for k, v in metrics_b.items() if np.isfinite(v)}
     jax.tree.map(np.testing.assert_array_equal, state_a, state_b)
     observations = random_batch(obs_dim=setup.dataset.spec.observation_dim).observations
+    act = jax.jit(algo.act, static_argnums=3)  # one compiled call: eager acting compiles op by op
     for deterministic in (True, False):
-        actions = algo.act(state_a, observations * 100, jax.random.PRNGKey(1), deterministic)
+        actions = act(state_a, observations * 100, jax.random.PRNGKey(1), deterministic)
         assert actions.shape == (64, setup.dataset.spec.action_dim) and float(jnp.abs(actions).max()) <= 1.0
     assert algo.NAME == setup.name and algo.DESCRIPTION and algo.PAPER
