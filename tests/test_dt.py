@@ -13,6 +13,7 @@ from flax import serialization
 from offrl.algos import dt
 from offrl.data.transforms import Normalizer, fit_normalizer
 from offrl.errors import ConfigError
+from offrl.train.initial_state import init_state
 from offrl.train.policy import Policy
 from offrl.types import Spec
 
@@ -40,7 +41,7 @@ def layout(dataset, config=CONFIG):
 def trained():
     """A state after 30 updates on random windows, and its data."""
     data = layout(make_random_dataset(EPISODE_LENGTHS, obs_dim=3, action_dim=2))
-    state = dt.init(jax.random.PRNGKey(0), SPEC, CONFIG)
+    state = init_state(dt, jax.random.PRNGKey(0), SPEC, CONFIG)
     for step in range(30):
         state, _ = UPDATE(state, SAMPLE(data, jax.random.PRNGKey(step)))
     return state, data
@@ -190,7 +191,7 @@ def test_target_return_defaults_to_the_best_episode_return(trained):
     # restored into a fresh template, as load_policy does) carries it.
     state, _ = UPDATE(trained[0], SAMPLE(given, jax.random.PRNGKey(0)))
     assert float(state.target_return) == 123.0
-    restored = serialization.from_state_dict(dt.init(jax.random.PRNGKey(1), SPEC, CONFIG), serialization.to_state_dict(state))
+    restored = serialization.from_state_dict(init_state(dt, jax.random.PRNGKey(1), SPEC, CONFIG), serialization.to_state_dict(state))
     assert float(restored.target_return) == 123.0
 
 
