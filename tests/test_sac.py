@@ -31,12 +31,18 @@ def test_tanh_log_prob_matches_change_of_variables():
     """log pi(a) = log N(u; mean, std) - sum log(1 - tanh(u)^2), a = tanh(u)."""
     policy = TanhGaussianPolicy(action_dim=2, hidden_dims=(16,))
     observations = jnp.asarray(np.random.default_rng(1).normal(size=(32, 3)), jnp.float32)
-    params = policy.init(jax.random.PRNGKey(0), observations)
+    params = jax.jit(policy.init)(jax.random.PRNGKey(0), observations)
     key = jax.random.PRNGKey(7)
-    actions, log_probs = policy.apply(params, observations, key, method=TanhGaussianPolicy.sample)
-    mean, log_std = policy.apply(params, observations, method=TanhGaussianPolicy.distribution_params)
-    pre_tanh = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-    gaussian = np.sum(-0.5 * ((pre_tanh - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi), axis=-1)
+
+    @jax.jit  # one compiled call: eagerly every op compiles on its own
+    def sample_and_gaussian_term(params):
+        actions, log_probs = policy.apply(params, observations, key, method=TanhGaussianPolicy.sample)
+        mean, log_std = policy.apply(params, observations, method=TanhGaussianPolicy.distribution_params)
+        pre_tanh = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        gaussian = jnp.sum(-0.5 * ((pre_tanh - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi), axis=-1)
+        return actions, log_probs, pre_tanh, gaussian
+
+    actions, log_probs, pre_tanh, gaussian = sample_and_gaussian_term(params)
     expected = gaussian - np.sum(np.log(1.0 - np.tanh(np.asarray(pre_tanh, np.float64)) ** 2), axis=-1)
     np.testing.assert_allclose(np.asarray(actions), np.tanh(np.asarray(pre_tanh)), atol=1e-6)
     np.testing.assert_allclose(np.asarray(log_probs), expected, rtol=1e-4, atol=1e-4)
@@ -65,10 +71,11 @@ def test_act_bounds_and_determinism():
     config = sac.Config(hidden_dims=(16,))
     state = init_state(sac, jax.random.PRNGKey(0), SPEC, config)
     observations = _batch().observations
-    deterministic = sac.act(state, observations, jax.random.PRNGKey(1), True)
-    np.testing.assert_array_equal(deterministic, sac.act(state, observations, jax.random.PRNGKey(2), True))
-    first = sac.act(state, observations, jax.random.PRNGKey(1), False)
-    second = sac.act(state, observations, jax.random.PRNGKey(2), False)
+    act = jax.jit(sac.act, static_argnums=3)  # one compiled call: eager acting compiles op by op
+    deterministic = act(state, observations, jax.random.PRNGKey(1), True)
+    np.testing.assert_array_equal(deterministic, act(state, observations, jax.random.PRNGKey(2), True))
+    first = act(state, observations, jax.random.PRNGKey(1), False)
+    second = act(state, observations, jax.random.PRNGKey(2), False)
     assert first.shape == (64, 2) and not np.allclose(first, second)
     assert np.all(np.abs(np.asarray(first)) <= 1.0)
 
