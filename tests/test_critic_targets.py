@@ -96,7 +96,8 @@ random_batch = partial(batch_of_random_transitions, done_rate=0.3)
 def iql_state(seed=0):
     """A fresh IQL state whose target critics differ from the online ones (and the twins differ)."""
     state = init_state(iql, jax.random.PRNGKey(seed), Spec(4, 2), IQL_CONFIG)
-    return state.replace(critic_target=jax.tree.map(lambda x: 1.3 * x + 0.05, state.critic_target))
+    perturb = jax.jit(lambda tree: jax.tree.map(lambda x: 1.3 * x + 0.05, tree))  # one compiled call, not one per leaf
+    return state.replace(critic_target=perturb(state.critic_target))
 
 
 def test_iql_critic_regresses_onto_reward_plus_discounted_value_of_the_next_state():
@@ -105,14 +106,16 @@ def test_iql_critic_regresses_onto_reward_plus_discounted_value_of_the_next_stat
     state, batch = iql_state(), random_batch()
     new_state, metrics = jax.jit(lambda s: iql.update(s, batch, IQL_CONFIG))(state)
     critic = state.critic
+    # Compiled forward passes: eagerly every op compiles on its own.
+    q = jax.jit(critic.apply_fn)(critic.params, batch.observations, batch.actions)
 
     def critic_loss(target):
-        q = critic.apply_fn(critic.params, batch.observations, batch.actions)
         return float(((q - target) ** 2).mean(axis=1).sum())
 
-    value_next = new_state.value.apply_fn(new_state.value.params, batch.next_observations)
-    old_value_next = state.value.apply_fn(state.value.params, batch.next_observations)
-    q_next = critic.apply_fn(state.critic_target, batch.next_observations, batch.actions).min(axis=0)
+    value_of = jax.jit(state.value.apply_fn)
+    value_next = value_of(new_state.value.params, batch.next_observations)
+    old_value_next = value_of(state.value.params, batch.next_observations)
+    q_next = jax.jit(critic.apply_fn)(state.critic_target, batch.next_observations, batch.actions).min(axis=0)
     gamma, done = IQL_CONFIG.discount, batch.dones
     assert float(metrics["critic_loss"]) == pytest.approx(critic_loss(batch.rewards + gamma * (1 - done) * value_next), rel=1e-5)
     wrong = {
@@ -129,19 +132,26 @@ def test_iql_actor_weights_are_clipped_exponentials_of_target_q_minus_new_value(
     target critics at the dataset's action and V after this step's update."""
     state, batch = iql_state(), random_batch()
     new_state, metrics = jax.jit(lambda s: iql.update(s, batch, IQL_CONFIG))(state)
-    q_target = state.critic.apply_fn(state.critic_target, batch.observations, batch.actions).min(axis=0)
-    v_new = new_state.value.apply_fn(new_state.value.params, batch.observations)
-    advantages = q_target - v_new
-    assert float(jnp.std(advantages)) > 0.05  # the weights below are far from constant
-    weights = jnp.minimum(jnp.exp(IQL_CONFIG.temperature * advantages), IQL_CONFIG.max_advantage_weight)
-    mean, log_std = state.actor.apply_fn(state.actor.params, batch.observations)
-    log_probs = gaussian_log_prob(mean, log_std, batch.actions)
-    assert float(metrics["actor_loss"]) == pytest.approx(float(-(weights * log_probs).mean()), rel=1e-5)
-    assert float(metrics["advantage_weight_mean"]) == pytest.approx(float(weights.mean()), rel=1e-5)
-    assert float(metrics["actor_loss"]) != pytest.approx(float(-log_probs.mean()), rel=1e-2)  # not plain BC
-    # The clip is active on large advantages.
-    clipped = jnp.minimum(jnp.exp(IQL_CONFIG.temperature * (advantages + 5.0)), IQL_CONFIG.max_advantage_weight)
-    assert float(clipped.max()) == IQL_CONFIG.max_advantage_weight
+
+    @jax.jit  # one compiled call: eagerly every op compiles on its own
+    def expected(state, new_state):
+        q_target = state.critic.apply_fn(state.critic_target, batch.observations, batch.actions).min(axis=0)
+        v_new = new_state.value.apply_fn(new_state.value.params, batch.observations)
+        advantages = q_target - v_new
+        weights = jnp.minimum(jnp.exp(IQL_CONFIG.temperature * advantages), IQL_CONFIG.max_advantage_weight)
+        mean, log_std = state.actor.apply_fn(state.actor.params, batch.observations)
+        log_probs = gaussian_log_prob(mean, log_std, batch.actions)
+        # The clip is active on large advantages.
+        clipped = jnp.minimum(jnp.exp(IQL_CONFIG.temperature * (advantages + 5.0)), IQL_CONFIG.max_advantage_weight)
+        return {"advantage_std": jnp.std(advantages), "actor_loss": -(weights * log_probs).mean(), "weight_mean": weights.mean(),
+                "bc_loss": -log_probs.mean(), "clipped_max": clipped.max()}
+
+    reference = {name: float(value) for name, value in expected(state, new_state).items()}
+    assert reference["advantage_std"] > 0.05  # the weights below are far from constant
+    assert float(metrics["actor_loss"]) == pytest.approx(reference["actor_loss"], rel=1e-5)
+    assert float(metrics["advantage_weight_mean"]) == pytest.approx(reference["weight_mean"], rel=1e-5)
+    assert float(metrics["actor_loss"]) != pytest.approx(reference["bc_loss"], rel=1e-2)  # not plain BC
+    assert reference["clipped_max"] == IQL_CONFIG.max_advantage_weight
 
 
 def test_iql_weighting_pulls_the_policy_toward_high_advantage_actions():
@@ -154,6 +164,7 @@ def test_iql_weighting_pulls_the_policy_toward_high_advantage_actions():
     actions = jnp.asarray(rng.uniform(-1, 1, size=(n, 2)), jnp.float32)
     rewards = -jnp.sum((actions - 0.5) ** 2, axis=-1)
     batch = Batch(observations, actions, rewards, observations, jnp.ones(n, jnp.float32))
+    act = jax.jit(iql.act, static_argnums=3)  # one compiled call: eager acting compiles op by op
 
     def policy_mean(temperature):
         config = iql.Config(hidden_dims=(32, 32), critic_learning_rate=1e-3, value_learning_rate=1e-3,
@@ -162,7 +173,7 @@ def test_iql_weighting_pulls_the_policy_toward_high_advantage_actions():
         update = jax.jit(lambda s: iql.update(s, batch, config))
         for _ in range(600):
             state, _ = update(state)
-        return float(iql.act(state, observations, jax.random.PRNGKey(0), True).mean())
+        return float(act(state, observations, jax.random.PRNGKey(0), True).mean())
 
     assert policy_mean(10.0) > 0.2
     assert abs(policy_mean(0.0)) < 0.1
@@ -197,15 +208,17 @@ def test_td3_bc_actor_gradient_scales_q_by_alpha_over_mean_abs_q_at_alpha_2_5():
         lmbda = jax.lax.stop_gradient(scale) if stop_lambda else scale
         return -lmbda * q.mean() + ((actions - batch.actions) ** 2).mean()
 
-    q_pi = critic.apply_fn(critic.params, batch.observations, state.actor.apply_fn(state.actor.params, batch.observations))[0]
-    assert float(jnp.abs(q_pi).mean()) > 3.0  # lambda = 2.5 / mean|Q| is far from 2.5 and from 1
-    assert float(metrics["actor_loss"]) == pytest.approx(float(expected_loss(state.actor.params)), rel=1e-5)
-    step = jax.tree.map(lambda new, old: old - new, new_state.actor.params, state.actor.params)
-    gradient = jax.grad(expected_loss)(state.actor.params)
+    # Each computation below as one compiled call: eagerly every op compiles on its own.
+    mean_abs_q_pi = jax.jit(lambda params: jnp.abs(
+        critic.apply_fn(critic.params, batch.observations, state.actor.apply_fn(params, batch.observations))[0]).mean())
+    assert float(mean_abs_q_pi(state.actor.params)) > 3.0  # lambda = 2.5 / mean|Q| is far from 2.5 and from 1
+    assert float(metrics["actor_loss"]) == pytest.approx(float(jax.jit(expected_loss)(state.actor.params)), rel=1e-5)
+    step = jax.jit(lambda new, old: jax.tree.map(lambda n, o: o - n, new, old))(new_state.actor.params, state.actor.params)
+    gradient = jax.jit(jax.grad(expected_loss))(state.actor.params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), step, gradient)
     # The Q term matters at alpha = 2.5 (unlike alpha = 0), and lambda carries no gradient.
-    bc_only = jax.grad(lambda p: ((state.actor.apply_fn(p, batch.observations) - batch.actions) ** 2).mean())(state.actor.params)
-    through_lambda = jax.grad(lambda p: expected_loss(p, stop_lambda=False))(state.actor.params)
+    bc_only = jax.jit(jax.grad(lambda p: ((state.actor.apply_fn(p, batch.observations) - batch.actions) ** 2).mean()))(state.actor.params)
+    through_lambda = jax.jit(jax.grad(lambda p: expected_loss(p, stop_lambda=False)))(state.actor.params)
     for other in (bc_only, through_lambda):
-        difference = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(step), jax.tree.leaves(other)))
+        difference = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(jax.tree.leaves(step), jax.tree.leaves(other)))
         assert difference > 1e-3
