@@ -60,6 +60,40 @@ def test_vp_schedule_ends_where_the_continuous_sde_does_for_any_number_of_steps(
         assert bool(jnp.all(jnp.diff(bars) < 0)) and float(bars[-1]) < 0.05
 
 
+def reference_betas(kind: str, steps: int) -> np.ndarray:
+    """The references' formulas, written out again in float64: vp and cosine from Diffusion-QL
+    agents/helpers.py (vp_beta_schedule, cosine_beta_schedule; IDQL's jaxrl5 ones are the same),
+    linear from sail-sg/edp diffusion/diffusion.py get_named_beta_schedule."""
+    if kind == "vp":
+        t = np.arange(1, steps + 1)
+        return 1 - np.exp(-0.1 / steps - 0.5 * (10.0 - 0.1) * (2 * t - 1) / steps**2)
+    if kind == "linear":
+        scale = 1000 / steps
+        return np.linspace(scale * 0.0001, scale * 0.02, steps, dtype=np.float64)
+    x = np.linspace(0, steps + 1, steps + 1)
+    bars = np.cos(((x / (steps + 1)) + 0.008) / 1.008 * np.pi * 0.5) ** 2
+    return np.clip(1 - bars[1:] / bars[:-1], 0, 0.999)
+
+
+@pytest.mark.parametrize("kind, steps", [(kind, steps) for kind in ("vp", "cosine") for steps in (5, 20, 100)]
+                         + [("linear", 21), ("linear", 100), ("linear", 1000)])
+def test_schedules_are_the_reference_formulas(kind, steps):
+    """betas and abar_t = prod(1 - beta) as the reference code computes them, at few and many steps."""
+    schedule = diffusion.make_schedule(kind, steps)
+    betas = reference_betas(kind, steps)
+    np.testing.assert_allclose(schedule.betas, betas, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(schedule.alpha_bars, np.cumprod(1 - betas), rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("steps", [5, 10, 20])
+def test_linear_schedule_refuses_the_steps_where_its_betas_reach_one(steps):
+    """The scaled linear schedule's last beta is 20 / T: at T = 20 it is 1 (abar_T = 0) and below
+    that the reference's betas exceed 1. offrl used to clip the end to 0.999, a different schedule
+    (T = 10: betas 0.01..0.999, abar_T 8.7e-7) that no reference defines."""
+    with pytest.raises(ConfigError, match="expected more than 20 steps"):
+        diffusion.make_schedule("linear", steps)
+
+
 def gaussian_noise_fn(mean, std, schedule):
     """The exact noise predictor for data ~ N(mean, std^2): eps = sqrt(1-abar)(x - sqrt(abar) m) / (abar s^2 + 1 - abar)."""
 

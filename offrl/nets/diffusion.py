@@ -23,6 +23,7 @@ from offrl.errors import ConfigError
 
 NoiseFn = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]  # (params, condition, x_t, t in [0,1)) -> eps
 SCHEDULES = ("vp", "linear", "cosine")
+LINEAR_MIN_STEPS = 20  # the scaled linear schedule's last beta, 20 / T, must stay below 1
 
 
 @struct.dataclass
@@ -36,9 +37,19 @@ class Schedule:
 
 
 def make_schedule(kind: str, num_steps: int) -> Schedule:
-    """'vp': the variance-preserving SDE discretised (beta_min 0.1, beta_max 10; Diffusion-QL
-    helpers.vp_beta_schedule and IDQL's jaxrl5 ddpm.vp_beta_schedule), the choice for few steps;
-    'linear': 1e-4..2e-2 scaled to T (Ho et al.); 'cosine': Nichol & Dhariwal 2021."""
+    """The betas of one of three named schedules, each the formula of the code cited:
+    - 'vp': the variance-preserving SDE discretised, alpha_t = exp(-b_min / T - (b_max - b_min)
+      (2t - 1) / (2 T^2)) with b_min 0.1, b_max 10 (Diffusion-QL agents/helpers.py
+      vp_beta_schedule; IDQL jaxrl5/networks/diffusion.py vp_beta_schedule): abar_T = exp(-5.05)
+      whatever T, the choice for few steps;
+    - 'linear': Ho et al.'s 1e-4..2e-2 scaled to T steps, betas linspace(0.1 / T, 20 / T, T)
+      (sail-sg/edp diffusion/diffusion.py get_named_beta_schedule 'linear', from
+      improved-diffusion). Its last beta is 20 / T, so T must exceed 20; the reference allows no
+      fewer steps either (T < 20 gives betas above 1, which its GaussianDiffusion asserts against;
+      T = 20 gives abar_T = 0, no x_0 estimate there). Refused below, not clipped: clipping the end
+      to 0.999 made a different schedule, not the reference's;
+    - 'cosine': abar(t) = cos^2(((t / T + s) / (1 + s)) pi / 2), s = 0.008, betas clipped to 0.999
+      (Nichol & Dhariwal 2021; Diffusion-QL agents/helpers.py cosine_beta_schedule)."""
     if num_steps <= 0:
         raise ConfigError(f"--diffusion-steps is {num_steps}; expected a positive number of steps.")
     t = np.arange(1, num_steps + 1, dtype=np.float64)
@@ -47,8 +58,11 @@ def make_schedule(kind: str, num_steps: int) -> Schedule:
         alphas = np.exp(-b_min / num_steps - 0.5 * (b_max - b_min) * (2 * t - 1) / num_steps**2)
         betas = 1.0 - alphas
     elif kind == "linear":
+        if num_steps <= LINEAR_MIN_STEPS:
+            raise ConfigError(f"--diffusion-steps is {num_steps} with --beta-schedule linear, whose last beta is 20 / T; "
+                              f"expected more than {LINEAR_MIN_STEPS} steps (use --beta-schedule vp for fewer).")
         scale = 1000.0 / num_steps
-        betas = np.linspace(scale * 1e-4, min(scale * 2e-2, 0.999), num_steps)
+        betas = np.linspace(scale * 1e-4, scale * 2e-2, num_steps)
     elif kind == "cosine":
         s = 0.008
         f = np.cos((np.arange(num_steps + 1) / num_steps + s) / (1 + s) * np.pi / 2) ** 2

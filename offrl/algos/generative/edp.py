@@ -54,6 +54,7 @@ class Config:
     normalize_rewards: bool = False
 
     def __post_init__(self):
+        diffusion.make_schedule(self.beta_schedule, self.diffusion_steps)  # refuses a bad schedule or T here
         diffusion.check_steps(self.sampling_steps, self.diffusion_steps)
         if self.num_samples <= 0:
             raise ConfigError(f"--num-samples is {self.num_samples}; expected a positive number of action samples.")
