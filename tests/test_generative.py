@@ -4,9 +4,14 @@ algorithm's characteristic piece.
 The multimodality test: a one-step task whose dataset actions come from two separated good modes
 (a = -0.6 or +0.6, reward 1 there) whose average (a = 0) earns nothing. Behaviour cloning by
 mean squared error and a Gaussian policy's mean land between the modes; FQL's flow and one-step
-policies and IDQL's acting rule put at least 90% of their actions near a mode (IDQL's raw
-diffusion samples 88%, see its test). EDP is not in it yet: with eta 0, T = 20 on the linear
-schedule (whose scaled beta_T reaches 0.999 at so few steps) its samples were 73% near a mode.
+policies, IDQL's raw diffusion samples and acting rule, and EDP's diffusion BC samples and acting
+rule put at least 90% of their actions near a mode (the issue's bar).
+
+What decides it for diffusion is the number of steps, not the network: the last reverse step
+returns E[a_0 | a_1], which averages the modes unless abar_1 is near 1. Even the exact denoiser
+puts only 61% of ancestral samples near a mode at IDQL's reference T = 5 on the VP schedule
+(abar_1 = 0.80), 92% at T = 10, 99.5% at T = 20; the first-order solver with EDP's K = 15 of
+T = 100 linear steps 93.5% (test_few_diffusion_steps_average_the_modes_even_when_exact).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pytest
 
 from offrl.algos import bc, edp, fql, idql, iql
 from offrl.errors import ConfigError
+from offrl.nets import diffusion
 from offrl.types import Batch, Spec
 from offrl.train.initial_state import init_state
 
@@ -96,27 +102,80 @@ def test_flow_policies_put_their_actions_on_the_modes(data, evaluation_states):
         assert reward(actions).mean() > 0.6
 
 
+def exact_two_mode_noise(schedule):
+    """The exact noise predictor of the data's action distribution (the two modes with std 0.05)."""
+    std = 0.05
+
+    def noise_fn(params, condition, x, times):
+        abar = schedule.alpha_bars[jnp.round(times * schedule.num_steps).astype(jnp.int32)][..., None]
+        variance = abar * std**2 + 1.0 - abar
+        weights = jax.nn.softmax(-(x - jnp.sqrt(abar) * MODES) ** 2 / (2 * variance), axis=-1)
+        clean = (weights * (MODES + jnp.sqrt(abar) * std**2 * (x - jnp.sqrt(abar) * MODES) / variance)).sum(-1, keepdims=True)
+        return (x - jnp.sqrt(abar) * clean) / jnp.sqrt(1.0 - abar)
+
+    return noise_fn
+
+
+@pytest.mark.parametrize("kind, total, steps, low, high", [
+    ("vp", 5, 5, 0.55, 0.67), ("vp", 10, 10, 0.88, 0.96), ("vp", 20, 20, 0.98, 1.0),
+    ("linear", 100, 15, 0.9, 0.97), ("linear", 100, 100, 0.99, 1.0),
+])
+def test_few_diffusion_steps_average_the_modes_even_when_exact(kind, total, steps, low, high):
+    """offrl's samplers fed the exact noise of the two-mode data: the share near a mode is a
+    property of T and K alone. Measured (20k samples): VP T = 5: 60.9%, T = 10: 92.1%,
+    T = 20: 99.5%; linear T = 100 with the K = 15 first-order solver 93.5%, ancestral 100%."""
+    schedule = diffusion.make_schedule(kind, total)
+    samples = diffusion.sample(exact_two_mode_noise(schedule), None, schedule, jnp.zeros((20_000, 0)), jax.random.PRNGKey(0),
+                               (20_000, 1), steps)
+    assert low <= near_mode_fraction(samples) <= high, near_mode_fraction(samples)
+
+
 def test_diffusion_policy_puts_its_actions_on_the_modes(data, evaluation_states):
-    """IDQL's diffusion behaviour model alone (N = 1) and its acting rule (best of N = 64 by Q).
-    Measured (seed 0, 5k updates): raw samples 88.3% near a mode (reward 0.81, 52.5% positive),
-    acting 100% (reward 0.95). The issue asks 90% of the raw samples too; at 88.3% that is not
-    reached here, so the bar for them is 85%. Few diffusion steps blur the modes: with IDQL's
-    T = 5 (VP) the raw samples were near a mode 50% of the time at 3k updates, so T = 10 here;
-    the EMA rate is raised so that the acting copy follows 5k updates."""
+    """IDQL's diffusion behaviour model alone (N = 1) and its acting rule (best of N = 64 by Q),
+    on IDQL's VP schedule with T = 20 ancestral steps (the reference's T = 5 cannot pass: see the
+    module docstring). Measured (5k updates, seeds 0 / 1 / 2): raw samples 96.5 / 96.8 / 96.4%
+    near a mode (reward 0.91 / 0.91 / 0.90, 52-56% positive), acting 100 / 99.7 / 100%.
+    Broken, fewer steps: T = 10 raw 88.3 / 87.2 / 89.0%, T = 5 raw 55.6 / 55.8 / 58.1%
+    (acting stays >= 99%: the critic picks a mode); the test fails on both. The EMA rate is
+    raised so that the acting copy follows 5k updates. 10 s (one pytest process, 2-core machine)."""
     config = idql.Config(**SMALL, actor_hidden_dims=(64, 64), actor_learning_rate=1e-3, actor_tau=0.05,
-                         diffusion_steps=10, sampling_steps=10)
+                         diffusion_steps=20, sampling_steps=20)
     state = train(idql, config, data, STEPS)
     behaviour = idql.behaviour_samples(state, evaluation_states, jax.random.PRNGKey(2), 1)[:, 0]
     acting = idql.act(state, evaluation_states, jax.random.PRNGKey(3))
-    assert near_mode_fraction(behaviour) >= 0.85 and reward(behaviour).mean() > 0.6
+    assert near_mode_fraction(behaviour) >= 0.9 and reward(behaviour).mean() > 0.6, near_mode_fraction(behaviour)
     assert 0.2 < float((np.asarray(behaviour) > 0).mean()) < 0.8  # both modes
     assert near_mode_fraction(acting) >= 0.9 and reward(acting).mean() > 0.6
+
+
+def test_edp_diffusion_bc_puts_its_actions_on_the_modes(data, evaluation_states):
+    """EDP's denoiser with eta = 0 (diffusion BC) on its reference schedule, linear with T = 100
+    (sail-sg/edp diffusion/dql.py num_timesteps, schedule_name), sampled by ancestral DDPM over all
+    T steps (the reference's default sample_method 'ddpm', diffusion/trainer.py): raw samples and
+    EDP's acting rule (one of N = 50 by softmax(Q)). Every row is terminal, so the critic target's
+    sampled next action is multiplied by 0: training with K = 1 gives the same denoiser, and the
+    100-step sampler is set for sampling only. Measured (5k updates, seeds 0 / 1 / 2): raw 95.9 /
+    97.5 / 96.9% near a mode (reward 0.80 / 0.83 / 0.82), acting 98.9 / 99.1 / 98.6%.
+    Broken, fewer sampling steps of the same denoiser: offrl's default K = 15 first-order solver
+    raw 79.4 / 85.6 / 85.9% (acting 92.0 / 93.8 / 93.3%), K = 5 raw 23.4 / 34.6 / 36.4%; the
+    test fails on both. With the critic term (eta = 1, EDP's default) the denoiser is no longer a
+    behaviour model: raw 43.4 / 44.7 / 37.5% at K = 100, 57.8 / 49.8 / 43.9% at K = 15, mostly
+    one mode; not asserted. 10 s (one pytest process, 2-core machine)."""
+    config = edp.Config(**SMALL, actor_learning_rate=1e-3, critic_learning_rate=1e-3, eta=0.0, sampling_steps=1)
+    state = train(edp, config, data, STEPS)
+    state = state.replace(sampler=(config.beta_schedule, config.diffusion_steps, config.diffusion_steps, config.num_samples))
+    samples = edp.policy_samples(state, state.actor_target, evaluation_states, jax.random.PRNGKey(2))
+    acting = edp.act(state, evaluation_states, jax.random.PRNGKey(3))
+    assert near_mode_fraction(samples) >= 0.9 and reward(samples).mean() > 0.6, near_mode_fraction(samples)
+    assert 0.2 < float((np.asarray(samples) > 0).mean()) < 0.8  # both modes
+    assert near_mode_fraction(acting) >= 0.9 and reward(acting).mean() > 0.6, near_mode_fraction(acting)
 
 
 @pytest.mark.parametrize("module, changes", [
     (fql, {"flow_steps": 0}), (fql, {"flow_steps": -1}),
     (idql, {"sampling_steps": 0}), (idql, {"num_samples": 0}),
     (edp, {"sampling_steps": -2}), (edp, {"sampling_steps": 101}),
+    (edp, {"diffusion_steps": 20, "sampling_steps": 5}), (idql, {"beta_schedule": "linear", "diffusion_steps": 5}),
 ])
 def test_bad_sampling_settings_are_refused_with_one_sentence(module, changes):
     with pytest.raises(ConfigError, match="expected"):
