@@ -12,6 +12,7 @@ Defaults are the paper's Table 1 (the "applications" paper, arXiv:1812.05905).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -95,15 +96,20 @@ def init(key: jax.Array, spec: Spec, config: Config) -> State:
     )
 
 
-def _sample(actor: TrainState, params: dict, observations: jax.Array, key: jax.Array):
+def sample_actions(actor: TrainState, params: dict, observations: jax.Array, key: jax.Array):
+    """(actions in [-1, 1], their log-probabilities) from the squashed Gaussian with `params`."""
     return actor.apply_fn(params, observations, key, method=TanhGaussianPolicy.sample)
 
 
-def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str, jax.Array]]:
-    rng, next_key, actor_key = jax.random.split(state.rng, 3)
-    alpha = jnp.exp(state.temperature.apply_fn(state.temperature.params))
+def temperature_value(state: State) -> jax.Array:
+    return jnp.exp(state.temperature.apply_fn(state.temperature.params))
 
-    next_actions, next_log_probs = _sample(state.actor, state.actor.params, batch.next_observations, next_key)
+
+# The three SAC steps, shared with SAC-Lag (offrl/algos/online/sac_lag.py), which adds a cost critic
+# and a penalty on the actor.
+def critic_step(state: State, batch: Batch, config: Config, alpha: jax.Array, next_actions: jax.Array,
+                next_log_probs: jax.Array) -> tuple[TrainState, dict, jax.Array, jax.Array]:
+    """One step of the twin soft Q regression; returns (critic, critic_target, loss, q)."""
     next_q = state.critic.apply_fn(state.critic_target, batch.next_observations, next_actions).min(axis=0)
     soft_next_q = next_q - alpha * next_log_probs
     target_q = batch.rewards + config.discount * (1.0 - batch.dones) * soft_next_q
@@ -115,25 +121,48 @@ def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str,
     (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state.critic.params)
     critic = state.critic.apply_gradients(grads=critic_grads)
     critic_target = optax.incremental_update(critic.params, state.critic_target, config.tau)
+    return critic, critic_target, critic_loss, q
+
+
+def actor_step(actor: TrainState, critic: TrainState, observations: jax.Array, alpha: jax.Array, key: jax.Array,
+               penalty: Callable[[jax.Array], jax.Array] | None = None):
+    """One step on E[alpha log pi(a|s) - min_i Q_i(s, a) + penalty(a)]; returns (actor, loss, log_probs, actions).
+
+    `penalty(actions)` is a per-sample term added to the loss (SAC-Lag's lambda * Q_c(s, a)).
+    """
 
     def actor_loss_fn(params):
-        actions, log_probs = _sample(state.actor, params, batch.observations, actor_key)
-        q_pi = critic.apply_fn(critic.params, batch.observations, actions).min(axis=0)
-        return (alpha * log_probs - q_pi).mean(), log_probs
+        actions, log_probs = sample_actions(actor, params, observations, key)
+        q_pi = critic.apply_fn(critic.params, observations, actions).min(axis=0)
+        loss = alpha * log_probs - q_pi
+        if penalty is not None:
+            loss = loss + penalty(actions)
+        return loss.mean(), (log_probs, actions)
 
-    (actor_loss, log_probs), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor.params)
-    actor = state.actor.apply_gradients(grads=actor_grads)
+    (actor_loss, (log_probs, actions)), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(actor.params)
+    return actor.apply_gradients(grads=actor_grads), actor_loss, log_probs, actions
 
+
+def temperature_step(temperature: TrainState, log_probs: jax.Array, goal: float):
+    """One step of E[-log_alpha * (log pi + target_entropy)]; returns (temperature, loss, entropy)."""
     entropy = -jax.lax.stop_gradient(log_probs).mean()
-    goal = target_entropy(batch.actions.shape[-1], config)
 
     def temperature_loss_fn(params):
-        log_alpha = state.temperature.apply_fn(params)
+        log_alpha = temperature.apply_fn(params)
         return log_alpha * (entropy - goal)
 
-    temperature_loss, temperature_grads = jax.value_and_grad(temperature_loss_fn)(state.temperature.params)
-    temperature = state.temperature.apply_gradients(grads=temperature_grads)
+    temperature_loss, temperature_grads = jax.value_and_grad(temperature_loss_fn)(temperature.params)
+    return temperature.apply_gradients(grads=temperature_grads), temperature_loss, entropy
 
+
+def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str, jax.Array]]:
+    rng, next_key, actor_key = jax.random.split(state.rng, 3)
+    alpha = temperature_value(state)
+    next_actions, next_log_probs = sample_actions(state.actor, state.actor.params, batch.next_observations, next_key)
+    critic, critic_target, critic_loss, q = critic_step(state, batch, config, alpha, next_actions, next_log_probs)
+    actor, actor_loss, log_probs, _ = actor_step(state.actor, critic, batch.observations, alpha, actor_key)
+    temperature, temperature_loss, entropy = temperature_step(
+        state.temperature, log_probs, target_entropy(batch.actions.shape[-1], config))
     new_state = State(
         actor=actor, critic=critic, critic_target=critic_target, temperature=temperature,
         rng=rng, step=state.step + 1,
@@ -153,5 +182,5 @@ def act(state: State, observations: jax.Array, key: jax.Array, deterministic: bo
     """tanh(mean) when `deterministic`, else a sample of the squashed Gaussian; in [-1, 1]."""
     if deterministic:
         return state.actor.apply_fn(state.actor.params, observations)
-    actions, _ = _sample(state.actor, state.actor.params, observations, key)
+    actions, _ = sample_actions(state.actor, state.actor.params, observations, key)
     return actions
