@@ -63,7 +63,7 @@ def evaluate_policy(
             actions = np.asarray(actions, dtype=envs.action_space.dtype)
             observations, rewards, terminated, truncated, infos = envs.step(actions)
             returns += np.where(running, rewards, 0.0)
-            step_costs = _step_costs(infos, terminated | truncated)
+            step_costs = vector_step_costs(infos, terminated | truncated)
             if step_costs is not None:
                 has_costs = True
                 costs += np.where(running, step_costs, 0.0)
@@ -77,7 +77,7 @@ def evaluate_policy(
         envs.close()
 
 
-def _step_costs(infos: dict, done: np.ndarray) -> np.ndarray | None:
+def vector_step_costs(infos: dict, done: np.ndarray) -> np.ndarray | None:
     """Each sub-env's `info["cost"]` for this step (constrained tasks, e.g. offrl/envs/velocity_cost.py).
     With same-step autoreset a finished sub-env's info is its reset's; its step's is in `final_info`."""
     if "cost" not in infos:

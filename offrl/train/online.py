@@ -11,6 +11,11 @@ environment's bounds. Terminations are stored as `dones = 1` (no bootstrap); tim
 truncations as `dones = 0` with `timeouts = 1` (bootstrap). With same-step autoreset, the true
 final observation of a finished sub-env comes from `infos["final_obs"]`.
 
+Constrained tasks: an env that reports a step cost in `info["cost"]` (offrl/envs/torque_cost.py,
+velocity_cost.py) has it recorded per transition, and an algorithm that declares
+`EXTRA_FIELDS = ("costs",)` (SAC-Lag) gets a `costs` column in its replay buffer and batches; it is
+refused on an env without costs. Training episodes' summed costs are kept beside their returns.
+
 Every `snapshot_every` environment steps the engine copies the agent's state to the host and
 evaluates its stochastic policy; the snapshots (and a callback) let a caller pick checkpoints,
 such as D4RL's `medium` one. `OnlineResult.replay()` returns the buffer in insertion order with
@@ -30,7 +35,7 @@ import numpy as np
 
 from offrl.envs.factory import action_bounds, make_vector_env
 from offrl.errors import ConfigError
-from offrl.evaluate.rollout import evaluate_policy
+from offrl.evaluate.rollout import evaluate_policy, vector_step_costs
 from offrl.train.fused import make_fused_update
 from offrl.train.initial_state import init_state
 from offrl.types import Spec
@@ -70,6 +75,8 @@ class Snapshot:
     returns: np.ndarray
     episodes_finished: int
     train_return: float | None  # mean return of the last 10 training episodes
+    cost_mean: float | None = None  # the evaluation's mean episode cost, on envs that report costs
+    costs: np.ndarray | None = None
 
 
 @dataclass
@@ -80,6 +87,7 @@ class OnlineResult:
     env_index: np.ndarray  # the sub-env each buffer row came from
     buffer_rows: int  # rows inserted (may exceed the buffer size when it wrapped)
     episode_returns: list[float]  # training episodes, in the order they finished
+    episode_costs: list[float] | None  # their summed costs, on envs that report costs (else None)
     action_low: np.ndarray
     action_high: np.ndarray
     wall_seconds: float
@@ -134,7 +142,8 @@ def step_envs(envs: Any, observations: np.ndarray, actions: np.ndarray, low: np.
     `transitions` holds raw (unnormalised) `observations, actions, rewards, next_observations,
     dones, timeouts`: `next_observations` is each sub-env's true next observation (the final one,
     from `infos["final_obs"]`, where an episode ended), `dones` the terminations (no bootstrap)
-    and `timeouts` the truncations that were not also terminations. The returned
+    and `timeouts` the truncations that were not also terminations; plus `costs` where the env
+    reports `info["cost"]` (a finished sub-env's from its `final_info`). The returned
     `next_observations` are what the agent sees next (already the next episode's first where an
     episode ended). `rewards` are the env's own (float64), for exact episode returns.
     """
@@ -153,6 +162,9 @@ def step_envs(envs: Any, observations: np.ndarray, actions: np.ndarray, low: np.
         "dones": terminated.astype(np.float32),
         "timeouts": (truncated & ~terminated).astype(np.float32),
     }
+    costs = vector_step_costs(infos, done)
+    if costs is not None:
+        transitions["costs"] = costs.astype(np.float32)
     return transitions, next_observations.astype(np.float32), done, rewards
 
 
@@ -210,7 +222,8 @@ def train_online(
     key = jax.random.PRNGKey(online.seed)
     init_key, key = jax.random.split(key)
     state = initial_state if initial_state is not None else init_state(algo, init_key, spec, algo_config)
-    buffer = allocate_buffer(capacity, spec)
+    records_costs = "costs" in getattr(algo, "EXTRA_FIELDS", ())
+    buffer = allocate_buffer(capacity, spec, REPLAY_FIELDS + (("costs",) if records_costs else ()))
     env_index = np.zeros(capacity, dtype=np.int32)
     fused_update = make_fused_update(algo, algo_config, online.updates_per_step * num_envs)
 
@@ -228,7 +241,10 @@ def train_online(
     rng = np.random.default_rng(online.seed)
     snapshots: list[Snapshot] = []
     episode_returns: list[float] = []
+    episode_costs: list[float] = []
     running_returns = np.zeros(num_envs)
+    running_costs = np.zeros(num_envs)
+    has_costs = False
     metrics_sum: dict[str, float] = {}
     metrics_count = 0
     pending_metrics = []
@@ -250,10 +266,20 @@ def train_online(
                     key, act_key = jax.random.split(key)
                     actions = np.asarray(act_jit(state, observations, act_key))
             transitions, next_observations, done, rewards = step_envs(envs, observations, actions, low, high)
+            step_costs = transitions.get("costs") if records_costs else transitions.pop("costs", None)
+            has_costs = step_costs is not None
+            if records_costs and not has_costs:
+                raise ConfigError(f"{algo.NAME} trains on per-step costs but {env_id!r} reports no info['cost']; "
+                                  "expected a constrained env such as offrl/PendulumTorqueCost-v0.")
             running_returns += rewards
+            if has_costs:
+                running_costs += step_costs
             for i in np.flatnonzero(done):
                 episode_returns.append(float(running_returns[i]))
                 running_returns[i] = 0.0
+                if has_costs:
+                    episode_costs.append(float(running_costs[i]))
+                    running_costs[i] = 0.0
             position = step % capacity
             env_index[(position + np.arange(num_envs)) % capacity] = np.arange(num_envs)
             step += num_envs
@@ -285,6 +311,7 @@ def train_online(
             if on_progress is not None and (step >= next_progress or step >= online.total_steps):
                 next_progress += 1_000
                 info = {"train_return": _recent_mean(episode_returns), "episodes": len(episode_returns),
+                        **({"train_cost": _recent_mean(episode_costs)} if has_costs else {}),
                         **{name: total / max(metrics_count, 1) for name, total in metrics_sum.items()}}
                 on_progress(step, info)
             if next_snapshot is not None and step >= next_snapshot:
@@ -303,6 +330,7 @@ def train_online(
         env_index=env_index,
         buffer_rows=step,
         episode_returns=episode_returns,
+        episode_costs=episode_costs if has_costs else None,
         action_low=low,
         action_high=high,
         wall_seconds=time.perf_counter() - started,
@@ -326,4 +354,6 @@ def _snapshot(algo, state, env_id, low, high, online, step, episode_returns) -> 
         returns=stats.returns,
         episodes_finished=len(episode_returns),
         train_return=_recent_mean(episode_returns),
+        cost_mean=stats.mean_cost,
+        costs=stats.costs,
     )
