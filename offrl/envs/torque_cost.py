@@ -41,5 +41,6 @@ def make_pendulum_torque_cost(**kwargs) -> gym.Env:
 
 def register_torque_cost_envs() -> None:
     if PENDULUM_TORQUE_COST_ID not in gym.registry:
-        gym.register(id=PENDULUM_TORQUE_COST_ID, entry_point=make_pendulum_torque_cost,
+        # A string entry point: Minari stores the env spec as JSON, which a callable cannot be.
+        gym.register(id=PENDULUM_TORQUE_COST_ID, entry_point=f"{__name__}:make_pendulum_torque_cost",
                      max_episode_steps=gym.spec("Pendulum-v1").max_episode_steps)

@@ -78,5 +78,6 @@ def register_velocity_envs() -> None:
         if env_id in gym.registry:
             continue
         spec = gym.spec(base)
-        gym.register(id=env_id, entry_point=make_velocity_env, kwargs={"robot": robot, **spec.kwargs},
+        # A string entry point: Minari stores the env spec as JSON, which a callable cannot be.
+        gym.register(id=env_id, entry_point=f"{__name__}:make_velocity_env", kwargs={"robot": robot, **spec.kwargs},
                      max_episode_steps=spec.max_episode_steps)
