@@ -403,13 +403,30 @@ def cmd_datasets_import(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_make(args: argparse.Namespace) -> int:
+    if args.safe:
+        return _make_safe(args)
+    if args.cost_limits is not None:
+        raise ConfigError("--cost-limits applies to safe datasets; expected --safe with it.")
     from offrl.suites import make_suite
 
-    levels = [level.strip() for level in args.levels.split(",") if level.strip()]
+    levels = [level.strip() for level in (args.levels or ",".join(MAKE_LEVEL_NAMES)).split(",") if level.strip()]
     paths = make_suite(args.env_id, levels, budget=args.budget, size=args.size, seed=args.seed,
                        data_dir=args.data_dir, overwrite=args.overwrite, progress=not args.no_progress)
     for level, path in paths.items():
         print(f"{level}: {path}")
+    return 0
+
+
+def _make_safe(args: argparse.Namespace) -> int:
+    from offrl.evaluate.safe_scores import parse_target_costs
+    from offrl.suites import make_safe_dataset
+
+    if args.levels is not None:
+        raise ConfigError("--levels names D4RL levels; expected no --levels with --safe, which writes one mixed dataset.")
+    cost_limits = parse_target_costs(args.cost_limits, flag="--cost-limits")
+    path = make_safe_dataset(args.env_id, budget=args.budget, size=args.size, cost_limits=cost_limits, seed=args.seed,
+                             data_dir=args.data_dir, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"safe: {path}")
     return 0
 
 
@@ -530,7 +547,9 @@ def add_finetune_parsers(commands, algorithms) -> None:
 MAKE_DESCRIPTION = ("Generate a D4RL-style dataset suite for a Gymnasium env (D4RL's recipe, Fu et al. 2020): "
                     "train SAC online for --budget steps, evaluating snapshots, then record each level with "
                     "--size transitions and register it as a Minari dataset in the data directory. Reference "
-                    "scores: the random policy's return (min) and the expert's (max).")
+                    "scores: the random policy's return (min) and the expert's (max). With --safe, for an env that "
+                    "reports info['cost']: one DSRL-style dataset with per-step costs instead, recorded from an "
+                    "unconstrained SAC agent and SAC-Lag agents at --cost-limits (offrl.suites.safe_recipe).")
 MAKE_LEVELS_MEANING = {
     "random": "uniform random actions",
     "medium": "the SAC snapshot whose return is closest to 0.4 of the way from random to the final agent",
@@ -608,12 +627,19 @@ def build_parser() -> argparse.ArgumentParser:
         "make", help="generate a D4RL-style suite for a Gymnasium env", description=textwrap.fill(MAKE_DESCRIPTION, 78),
         epilog=MAKE_LEVELS, formatter_class=argparse.RawDescriptionHelpFormatter)
     make.add_argument("env_id", help="a Gymnasium env id with a Box action space, e.g. Hopper-v5")
-    make.add_argument("--levels", default=",".join(MAKE_LEVEL_NAMES),
+    make.add_argument("--levels", default=None,
                       help=f"comma-separated levels to write, from those below (default: {','.join(MAKE_LEVEL_NAMES)})")
+    make.add_argument("--safe", action="store_true",
+                      help="instead of D4RL's levels, one DSRL-style dataset with per-step costs for an env that reports "
+                           "info['cost']: an unconstrained SAC agent and SAC-Lag agents at --cost-limits, mixed (default: off)")
+    make.add_argument("--cost-limits", default=None, metavar="K[,K...]",
+                      help="with --safe: the SAC-Lag agents' episode cost limits (default: 0.1, 0.25, 0.5 and 0.75 of "
+                           "the unconstrained agent's episode cost)")
     make.add_argument("--budget", type=int, default=1_000_000,
-                      help="the behaviour agent's (SAC's) online environment steps (default: 1000000)")
+                      help="each behaviour agent's (SAC's, SAC-Lag's) online environment steps (default: 1000000)")
     make.add_argument("--size", type=int, default=1_000_000,
-                      help="transitions per level; medium-expert has twice as many (default: 1000000)")
+                      help="transitions per level; medium-expert has twice as many; with --safe, of the whole mixed "
+                           "dataset (default: 1000000)")
     make.add_argument("--seed", type=int, default=0, help="seed of training and recording (default: 0)")
     make.add_argument("--overwrite", action="store_true", help="replace levels that already exist (default: skip them)")
     make.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on a terminal)")

@@ -150,11 +150,21 @@ def collect_transitions(
 
 
 def concatenate(first: Dataset, second: Dataset, metadata: DatasetMetadata) -> Dataset:
-    """`first`'s episodes followed by `second`'s, unchanged."""
+    """`first`'s episodes followed by `second`'s, unchanged (with their costs when both have them)."""
+    return concatenate_all([first, second], metadata)
+
+
+def concatenate_all(datasets: list[Dataset], metadata: DatasetMetadata) -> Dataset:
+    """The datasets' episodes end to end, unchanged; `costs` are kept when every one has them."""
+    offsets = np.cumsum([0] + [dataset.num_transitions for dataset in datasets[:-1]])
+    costs = None
+    if all(dataset.costs is not None for dataset in datasets):
+        costs = np.concatenate([dataset.costs for dataset in datasets])
     return Dataset(
-        **{field: np.concatenate([getattr(first, field), getattr(second, field)]) for field in _FIELDS},
-        episode_starts=np.concatenate([first.episode_starts, second.episode_starts + first.num_transitions]),
+        **{field: np.concatenate([getattr(dataset, field) for dataset in datasets]) for field in _FIELDS},
+        episode_starts=np.concatenate([dataset.episode_starts + offset for dataset, offset in zip(datasets, offsets)]),
         metadata=metadata,
+        costs=costs,
     )
 
 
@@ -197,16 +207,21 @@ def replay_dataset(replay: dict[str, np.ndarray], cut: int, size: int, metadata:
     )
 
 
-def complete_episode_returns(dataset: Dataset) -> np.ndarray:
-    """Returns of episodes that ended by termination or by the env's own time limit.
+def complete_episodes(dataset: Dataset) -> np.ndarray:
+    """Which episodes ended by termination or by the env's own time limit (a boolean per episode).
 
     Episodes cut by collection budgets are flagged as timeouts too; they are excluded by length
     when shorter than the longest episode that timed out.
     """
-    returns = dataset.episode_returns()
     last = dataset.episode_ends - 1
     lengths = dataset.episode_lengths
     timed_out = dataset.timeouts[last]
     full_length = lengths[timed_out].max() if timed_out.any() else 0
-    complete = dataset.terminals[last] | (timed_out & (lengths == full_length))
+    return dataset.terminals[last] | (timed_out & (lengths == full_length))
+
+
+def complete_episode_returns(dataset: Dataset) -> np.ndarray:
+    """Returns of the complete episodes (`complete_episodes`); all of them if none is complete."""
+    returns = dataset.episode_returns()
+    complete = complete_episodes(dataset)
     return returns[complete] if complete.any() else returns

@@ -100,8 +100,8 @@ def make_suite(
     started = time.perf_counter()
     low, high = action_bounds(env_id)
     episodes = max(10, eval_episodes)
-    with _SuiteProgress(progress) as bar:
-        random_policy = _uniform_policy(low, high)
+    with SuiteProgress(progress) as bar:
+        random_policy = uniform_policy(low, high)
         random_returns = _evaluate(random_policy, env_id, episodes, seed + 1)
         say(f"random policy: mean return {random_returns.mean():.1f} over {episodes} episodes")
 
@@ -203,7 +203,8 @@ def asdict_shallow(metadata: DatasetMetadata) -> dict[str, Any]:
     return {name: getattr(metadata, name) for name in DatasetMetadata.__dataclass_fields__}
 
 
-def _check_request(env_id: str, levels: list[str], budget: int, size: int, eval_episodes: int) -> list[str]:
+def check_box_env(env_id: str) -> None:
+    """Refuse unknown ids, discrete or unbounded action spaces and non-flat observations."""
     check_env_id(env_id)
     action_bounds(env_id)  # refuses discrete and unbounded action spaces
     env = make_env(env_id)
@@ -213,6 +214,10 @@ def _check_request(env_id: str, levels: list[str], budget: int, size: int, eval_
             raise ConfigError(f"Environment {env_id!r} has observation space {space}; expected a flat Box space.")
     finally:
         env.close()
+
+
+def _check_request(env_id: str, levels: list[str], budget: int, size: int, eval_episodes: int) -> list[str]:
+    check_box_env(env_id)
     if isinstance(levels, str):
         levels = [levels]
     levels = list(dict.fromkeys(levels))
@@ -228,7 +233,7 @@ def _check_request(env_id: str, levels: list[str], budget: int, size: int, eval_
     return levels
 
 
-def _uniform_policy(low: np.ndarray, high: np.ndarray):
+def uniform_policy(low: np.ndarray, high: np.ndarray):
     def policy(observations: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(low, high, size=(len(observations), len(low))).astype(np.float32)
 
@@ -310,7 +315,7 @@ def _offrl_version() -> str:
     return __version__
 
 
-class _SuiteProgress:
+class SuiteProgress:
     """rich progress: one bar per phase, showing the behaviour agent's current return."""
 
     def __init__(self, enabled: bool):
@@ -320,7 +325,7 @@ class _SuiteProgress:
             console=Console(stderr=True), disable=not enabled,
         )
 
-    def __enter__(self) -> "_SuiteProgress":
+    def __enter__(self) -> "SuiteProgress":
         self.progress.__enter__()
         return self
 
