@@ -36,3 +36,4 @@ class Batch:
     dones: jnp.ndarray
     mc_returns: jnp.ndarray | None = None  # Monte-Carlo return-to-go (Cal-QL's calibration bound)
     next_actions: jnp.ndarray | None = None  # the dataset's action at s' (ReBRAC's critic penalty)
+    costs: jnp.ndarray | None = None  # the constraint cost of the transition (safe RL: BCQ-Lag's cost critic)

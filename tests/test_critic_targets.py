@@ -54,6 +54,8 @@ def _end_rows(name):
     algo = EVERY_ALGORITHM[name]
     config = small_config(algo, **SETTINGS.get(name, {}))
     dataset = make_random_dataset([6, 5, 7, 6], obs_dim=4, action_dim=2, ends=["terminal", "timeout"] * 2, seed=1)
+    # Per-step costs for the safe algorithms (BCQ-Lag's cost critic bootstraps like its reward critic).
+    dataset = dataset.replace(costs=np.random.default_rng(1).uniform(0, 1, dataset.num_transitions).astype(np.float32))
     _, data = prepare(algo, config, dataset, None)
     ends = dataset.episode_starts + np.array([6, 5, 7, 6]) - 1
     return algo, config, data, {"terminal": ends[[0, 2]], "timeout": ends[[1, 3]]}

@@ -3,7 +3,7 @@
 from offrl.nets.critics import CriticEnsemble, ValueNetwork
 from offrl.nets.ensemble import apply_members, member_action_gradients
 from offrl.nets.mlp import MLP, default_init
-from offrl.nets.policies import DeterministicPolicy, GaussianPolicy, TanhGaussianPolicy
+from offrl.nets.policies import DeterministicPolicy, GaussianPolicy, PerturbationActor, TanhGaussianPolicy
 from offrl.nets.scalar import LogScalar
 from offrl.nets.vae import ConditionalVAE
 
@@ -14,6 +14,7 @@ __all__ = [
     "ValueNetwork",
     "DeterministicPolicy",
     "GaussianPolicy",
+    "PerturbationActor",
     "TanhGaussianPolicy",
     "LogScalar",
     "ConditionalVAE",

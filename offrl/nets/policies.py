@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -29,6 +29,24 @@ class DeterministicPolicy(nn.Module):
             initialization=self.initialization, output_init_scale=self.output_init_scale, dropout_rate=self.dropout_rate,
         )
         return jnp.tanh(mlp(observations, training))
+
+
+class PerturbationActor(nn.Module):
+    """BCQ's perturbation model: a + max_perturbation * tanh(MLP(s, a)), clipped to [-1, 1].
+
+    It nudges a candidate action `a` (a behaviour-model sample) by at most `max_perturbation`
+    per dimension, so the policy stays near the data's actions (Fujimoto et al. 2019, sfujim/BCQ)."""
+
+    action_dim: int
+    hidden_dims: Sequence[int] = (256, 256)
+    max_perturbation: float = 0.05
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+
+    @nn.compact
+    def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        inputs = jnp.concatenate([observations, actions], axis=-1)
+        perturbation = jnp.tanh(MLP(self.hidden_dims, self.action_dim, activation=self.activation)(inputs))
+        return jnp.clip(actions + self.max_perturbation * perturbation, -1.0, 1.0)
 
 
 class GaussianPolicy(nn.Module):

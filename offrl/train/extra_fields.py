@@ -19,6 +19,9 @@ Known fields:
   the next episode's first action instead). Online rows also carry their own action: the engine
   writes a row before the next action exists, and ReBRAC's fine-tuning (Tarasov et al. 2023)
   decays the critic penalty online anyway.
+- `costs`: the dataset's per-step constraint cost (DSRL's `costs`), unscaled (safe RL's cost
+  critics, BCQ-Lag). A dataset without costs is refused; so are online rows, which the
+  fine-tuning engine records without their cost.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from offrl.data.returns import returns_to_go
 from offrl.data.transforms import Normalizer
 from offrl.errors import ConfigError
 
-KNOWN_FIELDS = ("mc_returns", "next_actions")
+KNOWN_FIELDS = ("mc_returns", "next_actions", "costs")
 PENDING = {"mc_returns": -np.inf}  # fields written when their episode ends (episode_extra_values)
 
 
@@ -43,6 +46,9 @@ def online_row_values(name: str, transitions: dict[str, np.ndarray]) -> np.ndarr
         return np.full(len(transitions["rewards"]), PENDING[name], np.float32)
     if name == "next_actions":
         return np.asarray(transitions["actions"], np.float32)
+    if name == "costs":
+        raise ConfigError("The online engine records no per-step costs; expected offline training for an algorithm "
+                          "that declares EXTRA_FIELDS ('costs',).")
     raise ConfigError(f"Unknown extra field {name!r}; expected one of {list(KNOWN_FIELDS)}.")
 
 
@@ -70,6 +76,11 @@ def offline_extra_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, n
             last[np.asarray(dataset.episode_starts[1:], np.int64) - 1] = True
             last[-1] = True
             arrays[name] = np.where(last[:, None], actions, following)
+        elif name == "costs":
+            if dataset.costs is None:
+                raise ConfigError(f"{dataset.where} has no per-step costs; expected a dataset with a 'costs' field "
+                                  f"(DSRL layout) for {algo.NAME}.")
+            arrays[name] = dataset.costs.astype(np.float32)
     return arrays
 
 
