@@ -20,8 +20,8 @@ from offrl.train.offline import TrainConfig
 from offrl.train.initial_state import init_state
 
 # Tiny networks and few updates: the whole reliability directory runs in a few minutes on 2 cores.
-SHORT = TrainConfig(steps=200, eval_every=100, log_every=50, checkpoint_every=100, eval_episodes=1, seed=3)
-CHUNK = 50  # SHORT's fused chunk: `small_algorithm` compiles the engine's own program for SHORT runs
+SHORT = TrainConfig(steps=200, eval_every=100, log_every=25, checkpoint_every=100, eval_episodes=1, seed=3)
+CHUNK = 25  # SHORT's fused chunk: `small_algorithm` compiles the engine's own program for SHORT runs
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def test_an_interrupted_run_resumes_identically_past_a_half_written_checkpoint(d
         train_offline(algo, small_config(algo), dataset, SHORT, run, progress=False, on_log=stop_at_150)
     assert json.loads((run / "summary.json").read_text())["status"] == "failed"
     # Determinism: the same seed gives the same metrics, evaluation and checkpoint.
-    assert records(run / "metrics.jsonl") == records(reference / "metrics.jsonl")[:3]
+    assert records(run / "metrics.jsonl") == records(reference / "metrics.jsonl")[:150 // SHORT.log_every]
     assert (run / "eval.jsonl").read_text() == (reference / "eval.jsonl").read_text().splitlines(keepends=True)[0]
     first = [read_payload(r / "checkpoints" / "step_000000100.msgpack") for r in (run, reference)]
     assert_same_state(first[0]["state"], first[1]["state"])
