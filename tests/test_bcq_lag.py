@@ -115,3 +115,14 @@ def test_data_without_costs_is_refused():
         prepare(bcq_lag, CONFIG, dataset, None)
     with pytest.raises(ConfigError, match="--pid-gains"):
         bcq_lag.check_config(bcq_lag.Config(pid_gains=(0.1, 0.0)))
+
+
+def test_online_rows_carry_the_envs_cost_or_are_refused():
+    """Fine-tuning rows take the cost `step_envs` recorded from info["cost"]; without one, a clear refusal."""
+    from offrl.train.extra_fields import online_row_values
+
+    rows = {"actions": np.zeros((3, 1), np.float32), "rewards": np.zeros(3), "costs": np.array([0.0, 1.0, 0.0])}
+    np.testing.assert_array_equal(online_row_values("costs", rows), [0.0, 1.0, 0.0])
+    del rows["costs"]
+    with pytest.raises(ConfigError, match="reports no per-step cost"):
+        online_row_values("costs", rows)

@@ -20,8 +20,8 @@ Known fields:
   writes a row before the next action exists, and ReBRAC's fine-tuning (Tarasov et al. 2023)
   decays the critic penalty online anyway.
 - `costs`: the dataset's per-step constraint cost (DSRL's `costs`), unscaled (safe RL's cost
-  critics, BCQ-Lag). A dataset without costs is refused; so are online rows, which the
-  fine-tuning engine records without their cost.
+  critics, BCQ-Lag). A dataset without costs is refused; online rows carry the env's
+  `info["cost"]` (offrl/train/online.py `step_envs`), and an env that reports none is refused.
 """
 
 from __future__ import annotations
@@ -46,9 +46,11 @@ def online_row_values(name: str, transitions: dict[str, np.ndarray]) -> np.ndarr
         return np.full(len(transitions["rewards"]), PENDING[name], np.float32)
     if name == "next_actions":
         return np.asarray(transitions["actions"], np.float32)
-    if name == "costs":
-        raise ConfigError("The online engine records no per-step costs; expected offline training for an algorithm "
-                          "that declares EXTRA_FIELDS ('costs',).")
+    if name == "costs":  # step_envs records them where the env reports info["cost"]
+        if "costs" not in transitions:
+            raise ConfigError("The environment reports no per-step cost (info['cost']); expected a constrained env "
+                              "for an algorithm that declares EXTRA_FIELDS ('costs',).")
+        return np.asarray(transitions["costs"], np.float32)
     raise ConfigError(f"Unknown extra field {name!r}; expected one of {list(KNOWN_FIELDS)}.")
 
 
