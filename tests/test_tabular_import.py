@@ -135,3 +135,12 @@ def test_action_outside_given_bounds_and_missing_mapping_keys(tmp_path, capsys):
     assert main(["datasets", "import", str(path), "--obs-cols", "obs_*", "--reward-col", "reward"]) == 2
     assert "--action-cols" in capsys.readouterr().err
     assert not datasets_root().exists() or not any(datasets_root().iterdir())
+
+
+def test_training_on_a_csv_directly_says_to_import_it_first(tmp_path, capsys):
+    path = write_csv(tmp_path / "logs.csv", log_rows())
+    run_dir = tmp_path / "run"
+    assert main(["train", "bc", "--dataset", str(path), "--steps", "10", "--run-dir", str(run_dir)]) == 2
+    error = capsys.readouterr().err
+    assert "is a tabular log, which needs a column mapping" in error and "offrl datasets import" in error
+    assert not run_dir.exists()

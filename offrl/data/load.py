@@ -9,6 +9,7 @@ import h5py
 
 from offrl.data.d4rl_io import read_d4rl_hdf5, read_npz
 from offrl.data.dataset import Dataset
+from offrl.data.tabular_io import TABULAR_SUFFIXES
 from offrl.errors import DatasetError
 
 _HDF5_SUFFIXES = (".hdf5", ".h5")
@@ -43,6 +44,12 @@ def load_dataset(path: str | os.PathLike, clip_actions: bool = False) -> Dataset
         return read_d4rl_hdf5(path, clip_actions=clip_actions)
     if suffix == ".npz":
         return read_npz(path, clip_actions=clip_actions)
+    if suffix in TABULAR_SUFFIXES:  # a table needs a column mapping, which only `import` takes
+        raise DatasetError(
+            f"Dataset file '{path}' is a tabular log, which needs a column mapping; expected it imported first with "
+            f"`offrl datasets import {path} --obs-cols ... --action-cols ... --reward-col ...` (or --mapping FILE.yaml), "
+            "then the imported name or .npz as --dataset."
+        )
     if _is_hdf5(path):
         return read_d4rl_hdf5(path, clip_actions=clip_actions)
     if _starts_with(path, _ZIP_MAGIC):
