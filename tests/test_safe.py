@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -14,6 +15,7 @@ from offrl.algos import get_algorithm
 from offrl.algos.safe import bc_safe
 from offrl.cli import main
 from offrl.data.collect import collect_episodes
+from offrl.data.cost_return_augmentation import augment_episodes
 from offrl.data.d4rl_io import write_npz
 from offrl.data.transforms import fit_normalizer
 from offrl.envs.torque_cost import PENDULUM_TORQUE_COST_ID
@@ -241,6 +243,44 @@ def test_cdt_cost_to_go_starts_at_the_target_and_falls_by_each_cost():
     assert float(context.costs_to_go[1, 0]) == 3.5 and int(context.length[1]) == 1
 
 
+def test_pareto_mask_keeps_exactly_the_undominated_episodes():
+    from offrl.data.cost_return_augmentation import pareto_mask
+
+    costs = np.array([0.0, 1.0, 1.0, 2.0, 3.0, 0.0])
+    returns = np.array([1.0, 5.0, 4.0, 5.0, 9.0, 1.0])  # (1, 4) is beaten by (1, 5); (2, 5) by (1, 5); ties both stay
+    np.testing.assert_array_equal(pareto_mask(costs, returns), [True, True, False, False, True, True])
+
+
+def test_cdt_augmented_copies_start_at_their_targets_from_a_cheaper_episode(make_dataset):
+    """CDT's Pareto augmentation (offrl/data/cost_return_augmentation.py): 20 episodes of costs 0-19
+    and returns rising with cost; half as many copies again, each a copy of an episode whose cost is at
+    most its target cost, whose first step's return- and cost-to-go are the target; original rows unchanged."""
+    from offrl.algos.safe import cdt
+
+    dataset = make_dataset([5] * 20)
+    episode = np.repeat(np.arange(20), 5)
+    dataset = dataset.replace(costs=(episode / 5.0).astype(np.float32), rewards=(episode + 0.1 * (episode % 3)).astype(np.float32))
+    config = cdt.Config(hidden_dims=(16,), num_heads=1, context_length=4, batch_size=32, augment_fraction=0.5,
+                        augment_degree=1, return_scale=2.0, cost_scale=0.5)
+    normalizer = fit_normalizer(dataset, True, False)
+    plain = cdt.training_data(dataset, normalizer, dataclasses.replace(config, augment_fraction=0.0))
+    data = cdt.training_data(dataset, normalizer, config)
+    n = dataset.num_transitions
+    assert len(data["observations"]) == n + 10 * 5 and len(plain["observations"]) == n
+    for name in ("observations", "returns_to_go", "costs_to_go"):
+        np.testing.assert_array_equal(data[name][:n], plain[name])
+    rows, _, _, _ = cdt.augmented_rows(dataset, config)
+    copies = augment_episodes(dataset.episode_costs(), dataset.episode_returns(), 0.5, 1, 1.0, None, None, 1.0, 0)
+    firsts = n + 5 * np.arange(10)
+    np.testing.assert_allclose(data["returns_to_go"][firsts], copies.target_returns / 2.0, rtol=1e-5)
+    np.testing.assert_allclose(data["costs_to_go"][firsts], copies.target_costs / 0.5, rtol=1e-5)
+    assert (dataset.episode_costs()[copies.episodes] <= copies.target_costs + 1e-9).all()
+    np.testing.assert_array_equal(data["observations"][firsts], plain["observations"][dataset.episode_starts[copies.episodes]])
+    assert (rows[firsts] == dataset.episode_starts[copies.episodes]).all()
+    # every target asks for more than the frontier offers at its cost (returns rise by 1 per unit of cost * 5)
+    assert (copies.target_returns >= 5 * copies.target_costs - 1.0).all()
+
+
 CDT_SETTINGS = {"hidden_dims": (32, 32), "num_heads": 1, "context_length": 5, "learning_rate": 1e-3, "batch_size": 64,
                 "warmup_steps": 100, "target_return": -150.0, "target_cost": 0.0}
 
@@ -248,13 +288,14 @@ CDT_SETTINGS = {"hidden_dims": (32, 32), "num_heads": 1, "context_length": 5, "l
 @pytest.mark.slow
 def test_cdt_cost_falls_as_its_target_cost_falls(safe_and_unsafe, tmp_path):
     """CDT on the safe-and-unsafe torque-cost data (episode costs 0 to 46), 2k updates, 2 blocks of
-    32, K = 5, lr 1e-3; the same policy evaluated on the same 10 episodes at target cost 40 and 0.
-    Measured (seeds 0-2), cost at 40 / at 0: 35.1 / 10.9, 33.4 / 5.7, 37.2 / 14.1
-    (gaps 24.2 / 27.7 / 23.1); returns stay low at this budget (about -1000 to -1165 at either target;
-    random actions: about -1270), so this tests the cost conditioning, not the swing-up. Thresholds: cost at 0 below
-    20 and at least 12 below the cost at 40. Broken, cost-to-go ignored
-    (use_cost=False: cost tokens zeroed in training and acting): 21.6 / 21.6, 19.8 / 19.8, 48.3 / 48.3
-    (gap 0); the test fails on it."""
+    32, K = 5, lr 1e-3, OSRL's Pareto augmentation on (0.2 copies per episode); the same policy
+    evaluated on the same 10 episodes at target cost 40 and 0. Measured (seeds 0-2,
+    benchmarks/cdt_learning.py, 2026-12-03), cost at 40 / at 0: 37.7 / 2.2, 30.7 / 2.1, 35.8 / 10.2
+    (gaps 35.5 / 28.6 / 25.6); without the augmentation 35.6 / 11.2, 33.9 / 4.2, 36.8 / 4.5. Returns stay
+    low at this budget (about -890 to -1080 at either target; random actions: about -1270), so this
+    tests the cost conditioning, not the swing-up. Thresholds: cost at 0 below 20 and at least 12 below
+    the cost at 40. Broken, cost-to-go ignored (use_cost=False: cost tokens zeroed in training and
+    acting): 40.0 / 40.0, 31.1 / 31.1, 24.2 / 24.2 (gap 0); the test fails on it."""
     algo = get_algorithm("cdt")
     train = TrainConfig(steps=2_000, eval_every=2_000, log_every=2_000, eval_episodes=10, seed=0)
     policy = train_offline(algo, algo.Config(**CDT_SETTINGS), safe_and_unsafe, train, tmp_path / "cdt", progress=False).policy

@@ -9,10 +9,12 @@ cost κ and each step's cost is subtracted from it, as rewards are from the targ
 for less cost asks for safer behaviour, without retraining.
 
 Defaults: OSRL `examples/configs/cdt_configs.py` (CDTTrainConfig) where offrl has the same knob.
-Differences, said plainly: the action head is deterministic (tanh, mean-squared error, like
-offrl's DT; OSRL's default is a stochastic Gaussian head with an entropy bonus), there is no cost
-prediction head (OSRL's loss_cost_weight 0.02) and no cost transform (OSRL feeds 50 - C), and the
-paper's Pareto-frontier data augmentation is not implemented.
+The paper's data augmentation (relabelled copies of the safest good episodes for targets above
+the data's reward-cost Pareto frontier, offrl/data/cost_return_augmentation.py) is on by default
+as in OSRL (augment_percent 0.2); `augment_fraction=0` turns it off. Differences, said plainly:
+the action head is deterministic (tanh, mean-squared error, like offrl's DT; OSRL's default is a
+stochastic Gaussian head with an entropy bonus), there is no cost prediction head (OSRL's
+loss_cost_weight 0.02) and no cost transform (OSRL feeds 50 - C).
 
 Engine hooks: `training_data`/`sample` (windows with returns-to-go and costs-to-go, drawn at the
 same starts), stateful acting (`init_context`/`act_in_context`) with `ACTS_ON_COSTS`: the policy
@@ -34,6 +36,7 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.data.cost_return_augmentation import augment_episodes
 from offrl.data.sequences import SequenceBatch, sample_sequences, sequence_arrays
 from offrl.data.transforms import training_arrays
 from offrl.errors import ConfigError
@@ -62,6 +65,14 @@ class Config:
     target_return: float | None = None  # evaluation target in env reward units; unset: the best episode return in the data
     target_cost: float = 10.0  # κ: the cost-to-go evaluation starts from, and DSRL's threshold (OSRL's target costs 0-60)
     use_cost: bool = True  # False zeroes the cost tokens (OSRL cdt_configs.py use_cost): the broken variant
+    # Pareto-frontier data augmentation (OSRL cdt_configs.py CDTTrainConfig "augmentation param"):
+    augment_fraction: float = 0.2  # relabelled copies per episode (augment_percent); 0: off
+    augment_degree: int = 4  # polynomial degree of the fitted frontier (deg; the velocity tasks' configs use 1)
+    augment_min_return_gap: float = 1.0  # targets start this far above the frontier (min_reward)
+    augment_max_return: float | None = None  # targets' return ceiling (max_reward, absolute per task in OSRL: 600, velocity tasks 2000-3000); None: the data's best episode return
+    augment_max_return_decrease: float | None = None  # spread of repeated picks (max_rew_decrease: 100, velocity tasks 300-500); None: a tenth of the data's return range
+    augment_beta: float = 1.0  # repeated picks drawn with probability 1 / (distance + beta) (beta)
+    augment_seed: int = 0  # the augmentation's draws (OSRL uses the global NumPy seed)
     max_episode_steps: int = 1000  # timestep embedding table size (DSRL's velocity tasks: 1000 steps)
     normalize_observations: bool = True  # OSRL standardises states (process_sequence_dataset obs_mean/obs_std)
     normalize_rewards: bool = False  # returns-to-go are scaled by return_scale instead
@@ -80,6 +91,12 @@ def check_config(config: Config) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} is {getattr(config, name)}; expected a positive number.")
     if not 0.0 <= config.dropout_rate < 1.0:
         raise ConfigError(f"--dropout-rate is {config.dropout_rate}; expected a value in [0, 1).")
+    if not 0.0 <= config.augment_fraction <= 10.0:
+        raise ConfigError(f"--augment-fraction is {config.augment_fraction}; expected copies per episode in [0, 10].")
+    if config.augment_degree < 1:
+        raise ConfigError(f"--augment-degree is {config.augment_degree}; expected a positive integer.")
+    if not config.augment_beta > 0:
+        raise ConfigError(f"--augment-beta is {config.augment_beta}; expected a positive number.")
 
 
 class ConstrainedDecisionTransformerNet(nn.Module):
@@ -168,16 +185,36 @@ def training_data(dataset: Any, normalizer: Any, config: Config) -> dict[str, np
     if dataset.costs is None:
         raise ConfigError(f"{dataset.where} has no per-step costs; expected a dataset with a 'costs' field (DSRL layout) for {NAME}.")
     transitions = training_arrays(dataset, normalizer)
-    data = sequence_arrays(transitions["observations"], transitions["actions"], transitions["rewards"] / config.return_scale,
-                           dataset.terminals, dataset.episode_starts)
-    costs = sequence_arrays(transitions["observations"][:, :0], transitions["actions"][:, :0], dataset.costs / config.cost_scale,
-                            dataset.terminals, dataset.episode_starts)
-    data["costs_to_go"] = costs["returns_to_go"]
+    rows, starts, return_shift, cost_shift = augmented_rows(dataset, config)
+    rewards, terminals = transitions["rewards"][rows], dataset.terminals[rows]
+    data = sequence_arrays(transitions["observations"][rows], transitions["actions"][rows], rewards / config.return_scale,
+                           terminals, starts)
+    costs = sequence_arrays(transitions["observations"][rows][:, :0], transitions["actions"][rows][:, :0],
+                            dataset.costs[rows] / config.cost_scale, terminals, starts)
+    data["returns_to_go"] = data["returns_to_go"] + (return_shift * normalizer.reward_scale / config.return_scale).astype(np.float32)
+    data["costs_to_go"] = costs["returns_to_go"] + (cost_shift / config.cost_scale).astype(np.float32)
     target = config.target_return
     if target is None:
         target = float(dataset.episode_returns().max()) * normalizer.reward_scale
     data["target_return"] = np.asarray(target, np.float32)
     return data
+
+
+def augmented_rows(dataset: Any, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, episode starts, return shift, cost shift) of the training data: every dataset row, then
+    each augmented copy's episode rows, shifted so its first step's returns-to-go are its targets
+    (env units; zero shift on the original rows)."""
+    n = dataset.num_transitions
+    episode_returns, episode_costs = dataset.episode_returns(), dataset.episode_costs()
+    copies = augment_episodes(episode_costs, episode_returns, config.augment_fraction, config.augment_degree,
+                              config.augment_min_return_gap, config.augment_max_return,
+                              config.augment_max_return_decrease, config.augment_beta, config.augment_seed)
+    lengths = dataset.episode_lengths[copies.episodes]
+    rows = np.concatenate([np.arange(n)] + [np.arange(dataset.episode_starts[e], dataset.episode_ends[e]) for e in copies.episodes])
+    starts = np.concatenate([dataset.episode_starts, n + np.cumsum(lengths) - lengths]).astype(np.int64)
+    return_shift = np.concatenate([np.zeros(n), np.repeat(copies.target_returns - episode_returns[copies.episodes], lengths)])
+    cost_shift = np.concatenate([np.zeros(n), np.repeat(copies.target_costs - episode_costs[copies.episodes], lengths)])
+    return rows, starts, return_shift, cost_shift
 
 
 def sample(data: dict[str, jax.Array], key: jax.Array, config: Config) -> WindowBatch:

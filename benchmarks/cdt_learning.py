@@ -1,0 +1,40 @@
+"""Measures the CDT learning test's seeds and variants (tests/test_safe.py test_cdt_cost_falls_as_its_target_cost_falls).
+
+The test's settings on the safe-and-unsafe torque-cost Pendulum data, seeds 0-2; each policy evaluated at
+target cost 40 and 0 (10 episodes). Variants: default (Pareto augmentation on), no_aug
+(augment_fraction 0), broken (use_cost False). One JSON line per run:
+
+    cd tests && python ../benchmarks/cdt_learning.py [variant ...]
+"""
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import numpy as np  # noqa: E402
+from offrl.algos import get_algorithm
+from offrl.evaluate.rollout import evaluate_policy
+from offrl.envs.torque_cost import PENDULUM_TORQUE_COST_ID
+from offrl.train.offline import TrainConfig, train_offline
+from safe_learning_data import safe_and_unsafe_pendulum
+from test_safe import CDT_SETTINGS
+
+algo = get_algorithm("cdt")
+refs = (-1270.0, -143.0)
+data = safe_and_unsafe_pendulum(refs)
+variants = {"default": {}, "no_aug": {"augment_fraction": 0.0}, "broken": {"use_cost": False}}
+for name in sys.argv[1:] or variants:
+    for seed in (0, 1, 2):
+        t = time.time()
+        train = TrainConfig(steps=2000, eval_every=2000, log_every=2000, eval_episodes=10, seed=seed)
+        with tempfile.TemporaryDirectory() as d:
+            policy = train_offline(algo, algo.Config(**{**CDT_SETTINGS, **variants[name]}), data, train, Path(d) / "r", progress=False).policy
+            out = {}
+            for target in (40.0, 0.0):
+                policy.state = policy.state.replace(target_cost=np.float32(target))
+                ev = evaluate_policy(policy, PENDULUM_TORQUE_COST_ID, 10, seed=10_000)
+                out[target] = (round(ev.mean_cost, 1), round(ev.mean_return, 1))
+        print(json.dumps({"variant": name, "seed": seed, "cost_ret_at_40": out[40.0], "cost_ret_at_0": out[0.0], "s": round(time.time() - t)}), flush=True)
