@@ -44,6 +44,8 @@ def test_every_preset_sets_real_fields_and_cites_a_reference_file(algorithm):
                         "/d4rl/" + name.replace("-medium-replay-v2", "_mixed") + ".py")
         endings = {"tinkoff-ai/CORL": config_files, "tinkoff-ai/ReBRAC": config_files, "thuml/SPOT": config_files,
                    "tianheyu927/mopo": config_files,
+                   "yihaosun1124/OfflineRL-Kit": (" run_example/run_combo.py",),  # its suggested-hypers docstring
+                   "yihaosun1124/mobile": ("configs/gym/" + name.replace("-v2", "").replace("-", "_") + ".py",),
                    "seohongpark/fql": (" README.md",),  # the README's per-task commands
                    "YangRui2015/RIQL": (" RIQL_config.py",)}  # get_config: per env and corruption
         assert repository in endings, preset.source
@@ -65,7 +67,11 @@ def test_presets_hold_the_references_values():
     iql = load_presets("iql")
     assert iql["hopper-medium-replay-v2"].config == {"expectile": 0.7, "temperature": 3.0, "tau": 0.001, "normalize_rewards": True}
     assert (iql["antmaze-umaze-v2"].config["expectile"], iql["antmaze-umaze-v2"].config["temperature"]) == (0.9, 10.0)
-    assert "r - 1" in iql["antmaze-umaze-v2"].note  # what offrl cannot apply is said, not hidden
+    assert iql["antmaze-umaze-v2"].train["reward_offset"] == -1.0 and iql["antmaze-umaze-v2"].config["normalize_rewards"] is False
+    cql_train = load_presets("cql")["antmaze-umaze-v2"].train
+    assert (cql_train["reward_multiplier"], cql_train["reward_offset"]) == (10.0, -5.0)  # CORL cql.py: 10 r - 5
+    assert load_presets("rebrac")["antmaze-umaze-v2"].train["reward_multiplier"] == 100.0  # ReBRAC normalize_reward: r * 100
+    assert load_presets("td3bc")["antmaze-umaze-v2"].train["reward_offset"] == -1.0
     assert load_presets("cql")["antmaze-umaze-v2"].config["lagrange"] is True
     assert load_presets("awac")["antmaze-umaze-v2"].config["awac_lambda"] == 0.1
     assert load_presets("spot")["hopper-medium-v2"].config["support_weight"] == 0.1
@@ -78,7 +84,7 @@ def test_fql_presets_hold_the_readmes_values():
     fql = load_presets("fql")
     assert fql["antmaze-umaze-v2"].config == {"alpha": 10.0, "normalize_q_loss": False}
     assert fql["antmaze-large-play-v2"].config["alpha"] == 3.0 and fql["antmaze-large-play-v2"].train["steps"] == 500_000
-    assert "rewards - 1.0" in fql["antmaze-umaze-v2"].note  # the AntMaze reward shift offrl lacks is said
+    assert fql["antmaze-umaze-v2"].train["reward_offset"] == -1.0  # envs/d4rl_utils.py get_dataset: rewards - 1.0
     assert not any(name.startswith(("pen", "door", "hammer", "relocate")) for name in fql)  # no preset key in offrl
 
 
@@ -110,6 +116,9 @@ def test_public_name_picks_its_preset_and_flags_override_it(capsys):
     assert cheaper["train"]["steps"] == 5000 and cheaper["algorithm_config"]["num_critics"] == 500
     antmaze = printed_config(capsys, "iql", "--dataset", "D4RL/antmaze/umaze-v1")
     assert antmaze["preset"]["name"] == "antmaze-umaze-v2" and antmaze["algorithm_config"]["expectile"] == 0.9
+    assert antmaze["train"]["reward_offset"] == -1.0 and antmaze["algorithm_config"]["normalize_rewards"] is False
+    unshifted = printed_config(capsys, "iql", "--dataset", "D4RL/antmaze/umaze-v1", "--reward-offset", "0")
+    assert unshifted["train"]["reward_offset"] == 0.0  # a flag overrides the preset's train field too
     explicit = printed_config(capsys, "iql", "--dataset", "d4rl/hopper-random-v2", "--preset", "hopper-medium-replay-v2")
     assert explicit["algorithm_config"]["tau"] == 0.001
     assert printed_config(capsys, "bc", "--dataset", "d4rl/hopper-medium-v2")["preset"] is None  # no tuning: defaults

@@ -123,6 +123,32 @@ def test_normalizer_maps_env_bounds_to_unit_box_and_back(pendulum_dataset):
     assert normalizer.reward_scale == pytest.approx(1000.0 / (returns.max() - returns.min()), rel=1e-5)
 
 
+def test_reward_multiplier_and_offset_reach_every_reward_the_algorithm_sees(pendulum_dataset):
+    """--reward-multiplier / --reward-offset (CORL's reward_scale / reward_bias; presets set AntMaze's
+    r - 1): r * m * (IQL's return-range scale) + o in the training rows, in Cal-QL's Monte-Carlo
+    returns, and saved with the normaliser (a run saved without the offset loads with 0)."""
+    from offrl.data.transforms import Normalizer
+    from offrl.train.offline import prepare
+
+    iql = get_algorithm("iql")
+    train = TrainConfig(reward_multiplier=2.0, reward_offset=-1.0)
+    normalizer, data = prepare(iql, small_config(iql), pendulum_dataset, "Pendulum-v1", train)
+    range_scale = fit_normalizer(pendulum_dataset, True, True).reward_scale
+    assert normalizer.reward_scale == pytest.approx(2.0 * range_scale) and normalizer.reward_bias == -1.0
+    np.testing.assert_allclose(np.asarray(data["rewards"]), pendulum_dataset.rewards * 2.0 * range_scale - 1.0, rtol=1e-5)
+    calql = get_algorithm("calql")
+    _, calql_data = prepare(calql, small_config(calql), pendulum_dataset, "Pendulum-v1", TrainConfig(reward_offset=-1.0))
+    first = pendulum_dataset.episode_lengths[0]
+    expected = sum(small_config(calql).discount ** t * (pendulum_dataset.rewards[t] - 1.0) for t in range(first))
+    assert float(calql_data["mc_returns"][0]) == pytest.approx(expected, rel=1e-4)
+    saved = normalizer.to_json()
+    assert Normalizer.from_json(saved).reward_bias == -1.0
+    assert Normalizer.from_json({k: v for k, v in saved.items() if k != "reward_bias"}).reward_bias == 0.0
+    for bad in (["--reward-multiplier", "0"], ["--reward-offset", "nan"]):
+        with pytest.raises(ConfigError, match=bad[0]):
+            TrainConfig(**{bad[0][2:].replace("-", "_"): float(bad[1])}).validate()
+
+
 def test_td3_bc_delayed_actor_metrics_are_averaged_over_updates_that_ran():
     algo, config = small("td3bc")
     state = init_state(algo, jax.random.PRNGKey(0), Spec(3, 1), config)

@@ -1,7 +1,9 @@
 """Transforms between a dataset's raw values and what algorithms train on.
 
 Algorithms see observations standardised (when their Config asks), actions scaled to [-1, 1]
-and rewards optionally rescaled. The same `Normalizer` is saved with a run, so a loaded policy
+and rewards optionally rescaled and shifted (r * reward_scale + reward_bias: the algorithm's
+return-range scaling times the run's `--reward-multiplier`, plus `--reward-offset`, e.g. CORL's AntMaze
+r - 1). The same `Normalizer` is saved with a run, so a loaded policy
 applies exactly the transform it was trained with.
 """
 
@@ -23,6 +25,11 @@ class Normalizer:
     action_low: np.ndarray
     action_high: np.ndarray
     reward_scale: float = 1.0
+    reward_bias: float = 0.0
+
+    def transform_rewards(self, rewards):
+        """Env rewards -> the rewards the algorithm trains on (and DT-style policies act on)."""
+        return rewards * self.reward_scale + self.reward_bias
 
     def normalize_observations(self, observations):
         return (observations - self.observation_mean) / self.observation_std
@@ -42,6 +49,7 @@ class Normalizer:
             "action_low": self.action_low.tolist(),
             "action_high": self.action_high.tolist(),
             "reward_scale": self.reward_scale,
+            "reward_bias": self.reward_bias,
         }
 
     @classmethod
@@ -52,6 +60,7 @@ class Normalizer:
             action_low=np.asarray(values["action_low"], np.float32),
             action_high=np.asarray(values["action_high"], np.float32),
             reward_scale=float(values["reward_scale"]),
+            reward_bias=float(values.get("reward_bias", 0.0)),  # runs saved before the bias existed had none
         )
 
 
@@ -75,7 +84,10 @@ def fit_normalizer(
     normalize_rewards: bool,
     action_low: np.ndarray | None = None,
     action_high: np.ndarray | None = None,
+    reward_scale: float = 1.0,
+    reward_bias: float = 0.0,
 ) -> Normalizer:
+    """`reward_scale` multiplies the return-range scale of `normalize_rewards` (or 1); `reward_bias` is added after."""
     obs_dim, action_dim = dataset.spec.observation_dim, dataset.spec.action_dim
     if normalize_observations:
         mean = dataset.observations.mean(axis=0)
@@ -93,8 +105,8 @@ def fit_normalizer(
             )
     low = np.broadcast_to(np.asarray(low, np.float32), (action_dim,)).copy()
     high = np.broadcast_to(np.asarray(high, np.float32), (action_dim,)).copy()
-    reward_scale = returns_range_reward_scale(dataset) if normalize_rewards else 1.0
-    return Normalizer(mean.astype(np.float32), std.astype(np.float32), low, high, reward_scale)
+    scale = (returns_range_reward_scale(dataset) if normalize_rewards else 1.0) * float(reward_scale)
+    return Normalizer(mean.astype(np.float32), std.astype(np.float32), low, high, scale, float(reward_bias))
 
 
 def training_arrays(dataset: Dataset, normalizer: Normalizer) -> dict[str, np.ndarray]:
@@ -102,7 +114,7 @@ def training_arrays(dataset: Dataset, normalizer: Normalizer) -> dict[str, np.nd
     return {
         "observations": normalizer.normalize_observations(dataset.observations).astype(np.float32),
         "actions": np.clip(normalizer.scale_actions(dataset.actions), -1.0, 1.0).astype(np.float32),
-        "rewards": (dataset.rewards * normalizer.reward_scale).astype(np.float32),
+        "rewards": normalizer.transform_rewards(dataset.rewards).astype(np.float32),
         "next_observations": normalizer.normalize_observations(dataset.next_observations).astype(np.float32),
         "dones": dataset.terminals.astype(np.float32),
     }

@@ -69,7 +69,7 @@ def offline_extra_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, n
     arrays = {}
     for name in declared_fields(algo):
         if name == "mc_returns":
-            arrays[name] = returns_to_go(dataset.rewards * normalizer.reward_scale, dataset.episode_starts,
+            arrays[name] = returns_to_go(normalizer.transform_rewards(dataset.rewards), dataset.episode_starts,
                                          dataset.terminals, algo_config.discount)
         elif name == "next_actions":
             actions = np.clip(normalizer.scale_actions(dataset.actions), -1.0, 1.0).astype(np.float32)

@@ -102,7 +102,7 @@ def model_rollout_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, n
     return {"dynamics": model, "termination_low": low, "termination_high": high,
             "observation_mean": np.asarray(normalizer.observation_mean, np.float32),
             "observation_std": np.asarray(normalizer.observation_std, np.float32),
-            "reward_scale": np.float32(normalizer.reward_scale)}
+            "reward_scale": np.float32(normalizer.reward_scale), "reward_bias": np.float32(normalizer.reward_bias)}
 
 
 def rollout(act: Callable, state: Any, buffer: ModelBuffer, data: dict[str, Any], key: jax.Array, horizon: int,
@@ -125,7 +125,7 @@ def rollout(act: Callable, state: Any, buffer: ModelBuffer, data: dict[str, Any]
         terminal = outside.any(-1) | ~jnp.isfinite(next_raw).all(-1)
         next_observations = (jnp.nan_to_num(next_raw) - mean) / std
         row = {"observations": observations, "actions": actions, "next_observations": next_observations,
-               "rewards": (rewards - penalty_coef * uncertainty) * model_data["reward_scale"],
+               "rewards": (rewards - penalty_coef * uncertainty) * model_data["reward_scale"] + model_data["reward_bias"],
                "dones": terminal.astype(jnp.float32)}
         info = {"alive": alive, "uncertainty": uncertainty, "reward": rewards, "terminal": terminal}
         return (next_observations, alive & ~terminal), (row, info)

@@ -80,6 +80,12 @@ class TrainConfig:
     sampler_weights: str | None = None  # with --sampler episode-weights: a .npy/.txt file, one weight per episode
     hubl: float = 0.0  # HUBL blending factor λ in [0, 1) (Geng et al. 2023); 0 = off
     synthetic_ratio: float | None = None  # share of each batch from SynthER rows (offrl/train/synthetic_mix.py); unset: uniform
+    # Reward transform for any algorithm: r * reward_multiplier * (normalize_rewards' scale) + reward_offset
+    # (CORL's reward_scale / reward_bias; the names differ from safe RL's per-algorithm reward_scale). The references'
+    # AntMaze transforms are presets: CORL td3_bc/iql/awac/edac/sac_n.py modify_reward r - 1, ReBRAC r * 100,
+    # CQL 10 r - 5 (offrl/train/presets/*.json).
+    reward_multiplier: float = 1.0  # rewards trained on are r * this (times normalize_rewards' scale) + --reward-offset
+    reward_offset: float = 0.0  # added to every reward after the scaling (CORL's AntMaze: -1)
 
     def validate(self) -> None:
         for name in ("steps", "log_every", "eval_episodes"):
@@ -92,6 +98,10 @@ class TrainConfig:
             raise ConfigError(f"--max-abs-q is {self.max_abs_q}; expected a positive number.")
         if not (0.0 <= self.validation_fraction < 1.0):
             raise ConfigError(f"--validation-fraction is {self.validation_fraction}; expected a number in [0, 1).")
+        if not (self.reward_multiplier > 0 and math.isfinite(self.reward_multiplier)):
+            raise ConfigError(f"--reward-multiplier is {self.reward_multiplier}; expected a positive number.")
+        if not math.isfinite(self.reward_offset):
+            raise ConfigError(f"--reward-offset is {self.reward_offset}; expected a finite number.")
         check_sampler(self.sampler, self.sampler_temperature, self.sampler_weights)
         check_synthetic_ratio(self.synthetic_ratio)
 
@@ -132,7 +142,8 @@ def prepare(algo: ModuleType, algo_config: Any, dataset: Dataset, env_id: str | 
     if dataset.metadata.action_low is None and env_id is not None:
         low, high = action_bounds(env_id)
     normalizer = fit_normalizer(
-        dataset, algo_config.normalize_observations, algo_config.normalize_rewards, low, high
+        dataset, algo_config.normalize_observations, algo_config.normalize_rewards, low, high,
+        reward_scale=train.reward_multiplier if train is not None else 1.0, reward_bias=train.reward_offset if train is not None else 0.0,
     )
     layout = getattr(algo, "training_data", None)
     arrays = training_arrays(dataset, normalizer) if layout is None else layout(dataset, normalizer, algo_config)

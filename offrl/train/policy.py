@@ -53,7 +53,7 @@ class Policy:
         self._context = None
         mean, std = jnp.asarray(normalizer.observation_mean), jnp.asarray(normalizer.observation_std)
         low, high = jnp.asarray(normalizer.action_low), jnp.asarray(normalizer.action_high)
-        reward_scale = normalizer.reward_scale
+        reward_scale, reward_bias = normalizer.reward_scale, normalizer.reward_bias
 
         def to_env(scaled):
             return low + (scaled + 1.0) * 0.5 * (high - low)
@@ -64,7 +64,7 @@ class Policy:
         def act_in_context(state, context, observations, rewards, starts, costs):
             extra = {"costs": costs} if self.uses_costs else {}
             scaled, context = algo.act_in_context(
-                state, context, (observations - mean) / std, rewards * reward_scale, starts, jax.random.PRNGKey(0), True, **extra
+                state, context, (observations - mean) / std, rewards * reward_scale + reward_bias, starts, jax.random.PRNGKey(0), True, **extra
             )
             return to_env(scaled), context
 

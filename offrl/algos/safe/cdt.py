@@ -195,7 +195,7 @@ def training_data(dataset: Any, normalizer: Any, config: Config) -> dict[str, np
     data["costs_to_go"] = costs["returns_to_go"] + (cost_shift / config.cost_scale).astype(np.float32)
     target = config.target_return
     if target is None:
-        target = float(dataset.episode_returns().max()) * normalizer.reward_scale
+        target = float(np.add.reduceat(transitions["rewards"].astype(np.float64), dataset.episode_starts).max())
     data["target_return"] = np.asarray(target, np.float32)
     return data
 

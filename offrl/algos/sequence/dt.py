@@ -189,7 +189,7 @@ def training_data(dataset: Any, normalizer: Any, config: Config) -> dict[str, np
     )
     if config.target_return is None:
         # The best episode return in the data, in the units the policy sees rewards in.
-        target = float(dataset.episode_returns().max()) * normalizer.reward_scale
+        target = float(np.add.reduceat(transitions["rewards"].astype(np.float64), dataset.episode_starts).max())
     else:
         target = config.target_return
     data["target_return"] = np.asarray(target, np.float32)

@@ -91,7 +91,7 @@ def train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run, 
 
     low, high = normalizer.action_low, normalizer.action_high
     mean, std = normalizer.observation_mean, normalizer.observation_std
-    reward_scale = np.float32(normalizer.reward_scale)
+    reward_scale, reward_bias = np.float32(normalizer.reward_scale), np.float32(normalizer.reward_bias)
     online_config = algo_config
     fused = make_mixed_update(algo, settings.utd * num_envs, batch_size, offline_rows)
 
@@ -189,7 +189,7 @@ def train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run, 
                     next_raw = envs.reset(seed=seeds, options={"reset_mask": np.asarray(done, bool)})[0].astype(np.float32)
                 transitions["observations"] = observations
                 transitions["next_observations"] = normalize(transitions["next_observations"])
-                transitions["rewards"] = transitions["rewards"] * reward_scale
+                transitions["rewards"] = transitions["rewards"] * reward_scale + reward_bias
                 for name in extra:
                     transitions[name] = online_row_values(name, transitions)
                 position = rows % capacity
