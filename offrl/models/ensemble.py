@@ -89,3 +89,12 @@ def sample_elite(model: DynamicsModel, observations: jax.Array, actions: jax.Arr
     rows = jnp.arange(batch)
     sample = mean[members, rows] + std[members, rows] * jax.random.normal(noise_key, mean.shape[1:])
     return sample[:, :-1], sample[:, -1], mean, std
+
+
+def sample_elite_next_observations(model: DynamicsModel, observations: jax.Array, actions: jax.Array, key: jax.Array,
+                                   num_samples: int) -> jax.Array:
+    """`num_samples` next observations from every elite's Gaussian, (num_samples, num_elites,
+    batch, observation_dim), raw units: MOBILE's samples (OfflineRL-Kit EnsembleDynamics.sample_next_obss)."""
+    mean, std = model.predict(observations, actions)
+    mean, std = mean[model.elites, :, :-1], std[model.elites, :, :-1]
+    return mean + std * jax.random.normal(key, (num_samples, *mean.shape))

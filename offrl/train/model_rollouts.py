@@ -13,6 +13,13 @@ An algorithm opts in with a `rollout_settings(config) -> RolloutSettings` hook a
   is kept, nothing after it is written;
 - draws each batch as `real_ratio` dataset rows and the rest model-buffer rows;
 - logs the latest rollout's statistics (ROLLOUT_STATISTICS) with the update metrics.
+An algorithm whose penalty needs the model at every update (MOBILE: the spread of target values
+over sampled next states) also defines
+    model_reward_penalty(state, observations, actions, sample_next_observations, key, config)
+returning one reward penalty per row, in the critic's (scaled) reward units; the engine calls it
+on the batch's model rows only, before `update`, and subtracts it from their rewards
+(`penalise_model_rows`). `sample_next_observations(observations, actions, key, num_samples)`
+draws from every elite's Gaussian, in the algorithm's (normalised) observation units.
 Nothing returns to the host per rollout. Under a `vmap` seed axis the rollout's `lax.cond`
 becomes a select, so rollouts are computed every update (CPU's default `map` axis keeps the cond).
 """
@@ -36,7 +43,7 @@ from offrl.envs.termination import termination_box
 from offrl.errors import ConfigError
 from offrl.models.buffer import ROLLOUT_STATISTICS, ModelBuffer
 from offrl.models.cache import cached_model, load_model
-from offrl.models.ensemble import sample_elite
+from offrl.models.ensemble import sample_elite, sample_elite_next_observations
 from offrl.models.training import DynamicsConfig, check_dataset_size, train_dynamics
 from offrl.types import Batch
 
@@ -151,9 +158,14 @@ def rollout(act: Callable, state: Any, buffer: ModelBuffer, data: dict[str, Any]
                           size=jnp.minimum(buffer.size + count, capacity), statistics=statistics)
 
 
+def real_rows(batch_size: int, real_ratio: float) -> int:
+    """How many of a mixed batch's rows (its first ones) come from the dataset."""
+    return int(round(batch_size * real_ratio))
+
+
 def mixed_batch(data: dict[str, Any], buffer: ModelBuffer, key: jax.Array, batch_size: int, real_ratio: float,
                 sample_real: Callable) -> Batch:
-    real_size = int(round(batch_size * real_ratio))
+    real_size = real_rows(batch_size, real_ratio)
     model_size = batch_size - real_size
     real_key, model_key = jax.random.split(key)
     parts = []
@@ -166,10 +178,32 @@ def mixed_batch(data: dict[str, Any], buffer: ModelBuffer, key: jax.Array, batch
     return Batch(**{name: jnp.concatenate([part[name] for part in parts]) for name in FIELDS})
 
 
+def next_observation_sampler(model_data: dict[str, Any]) -> Callable:
+    """`sample(observations, actions, key, num_samples)`: every elite's next-observation samples,
+    (num_samples, num_elites, batch, observation_dim), in the algorithm's observation units."""
+    model, mean, std = model_data["dynamics"], model_data["observation_mean"], model_data["observation_std"]
+
+    def sample(observations, actions, key, num_samples):
+        raw = sample_elite_next_observations(model, observations * std + mean, actions, key, num_samples)
+        return (raw - mean) / std
+
+    return sample
+
+
+def penalise_model_rows(penalty_fn: Callable, state: Any, batch: Batch, real_size: int, data: dict[str, Any],
+                        key: jax.Array, config: Any) -> tuple[Batch, jax.Array]:
+    """The batch with `penalty_fn`'s penalty subtracted from its model rows' rewards (rows from
+    `real_size` on; dataset rows are never penalised), and the penalty of each model row."""
+    penalty = penalty_fn(state, batch.observations[real_size:], batch.actions[real_size:],
+                         next_observation_sampler(data["model_rollouts"]), key, config)
+    return batch.replace(rewards=batch.rewards.at[real_size:].add(-penalty)), penalty
+
+
 def model_based_update(algo: ModuleType, config: Any, sample_real: Callable) -> Callable:
     """`one_update(state, key, data, size)` for an algorithm with `rollout_settings`: rollout when
     due, a mixed batch, the algorithm's update, and the rollout statistics in its metrics."""
     settings = algo.rollout_settings(config)
+    penalty_fn = getattr(algo, "model_reward_penalty", None)
 
     def one_update(state, key, data, size):
         if size is not None:
@@ -183,7 +217,13 @@ def model_based_update(algo: ModuleType, config: Any, sample_real: Callable) -> 
             lambda b: b, buffer)
         buffer = buffer.replace(updates=buffer.updates + 1)
         batch = mixed_batch(data, buffer, batch_key, config.batch_size, settings.real_ratio, sample_real)
+        penalty_metrics = {}
+        real_size = real_rows(config.batch_size, settings.real_ratio)
+        if penalty_fn is not None and real_size < config.batch_size:
+            # a key of its own, so that the random streams of algorithms without the hook stay as they were
+            batch, penalty = penalise_model_rows(penalty_fn, state, batch, real_size, data, jax.random.fold_in(batch_key, 1), config)
+            penalty_metrics = {"model_reward_penalty": penalty.mean()}
         state, metrics = algo.update(state.replace(model_buffer=buffer), batch, config)
-        return state, {**metrics, **dict(zip(ROLLOUT_STATISTICS, buffer.statistics))}
+        return state, {**metrics, **penalty_metrics, **dict(zip(ROLLOUT_STATISTICS, buffer.statistics))}
 
     return one_update
