@@ -92,56 +92,77 @@ def _sample(actor: TrainState, params: dict, observations: jax.Array, key: jax.A
 def conservative_penalty(q_sampled: jax.Array, q_data: jax.Array, temperature: float) -> jax.Array:
     """Per-critic temp * logsumexp over sampled (already importance-corrected) Q-values minus Q on data.
 
-    q_sampled: (num_critics, num_samples, batch); q_data: (num_critics, batch). Returns (num_critics,).
-    Minimising it lowers Q where the sampled actions are and raises it on the dataset's actions.
+    q_sampled: (num_critics, num_samples, rows); q_data: (num_critics, data rows). Returns (num_critics,).
+    Minimising it lowers Q where the sampled actions are and raises it on the dataset's actions;
+    the two sets of rows may differ (COMBO pushes down at model states, up on dataset pairs).
     """
     logsumexp = temperature * jax.nn.logsumexp(q_sampled / temperature, axis=1)
-    return (logsumexp - q_data).mean(axis=-1)
+    return logsumexp.mean(axis=-1) - q_data.mean(axis=-1)
 
 
-def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str, jax.Array]]:
-    rng, policy_key, uniform_key, actor_key = jax.random.split(state.rng, 4)
+@struct.dataclass
+class PolicySamples:
+    """N policy actions (no gradient) at each row's s and N at its s', sample-major: row j * batch + b."""
+
+    current_actions: jax.Array
+    current_log_probs: jax.Array
+    next_actions: jax.Array
+    next_log_probs: jax.Array
+
+
+def sample_policy_actions(state: State, batch: Batch, key: jax.Array, n: int) -> PolicySamples:
+    """One policy call samples N actions at s and N at s' for every row of the batch."""
+    batch_size = batch.observations.shape[0]
+    tile = lambda x: jnp.broadcast_to(x, (n, *x.shape)).reshape(n * batch_size, -1)  # noqa: E731
+    actions, log_probs = jax.lax.stop_gradient(_sample(
+        state.actor, state.actor.params,
+        jnp.concatenate([tile(batch.observations), tile(batch.next_observations)]), key,
+    ))
+    current_actions, next_actions = jnp.split(actions, 2)
+    current_log_probs, next_log_probs = jnp.split(log_probs, 2)
+    return PolicySamples(current_actions, current_log_probs, next_actions, next_log_probs)
+
+
+def conservative_critic_step(state: State, batch: Batch, config, samples: PolicySamples, uniform_key: jax.Array,
+                             target_q: jax.Array, pushed_down: slice = slice(None),
+                             pushed_up: slice = slice(None)) -> tuple[State, dict[str, jax.Array]]:
+    """One step of the critics (and of alpha' with `lagrange`): the Bellman error on every row plus
+    the CQL(H) penalty, whose logsumexp lowers Q at the states of the `pushed_down` rows (N uniform
+    actions, N policy actions at s and N at s', all scored at s) and whose data term raises
+    Q(s, a) on the `pushed_up` rows. CQL uses every row for both."""
     batch_size, action_dim = batch.actions.shape
     n = config.num_sampled_actions
-    alpha = jnp.exp(state.temperature.apply_fn(state.temperature.params))
 
-    # One policy call samples N actions at s and N at s' (rows: sample-major, then batch).
-    tile = lambda x: jnp.broadcast_to(x, (n, *x.shape)).reshape(n * batch_size, -1)  # noqa: E731
-    policy_actions, policy_log_probs = _sample(
-        state.actor, state.actor.params,
-        jnp.concatenate([tile(batch.observations), tile(batch.next_observations)]), policy_key,
-    )
-    policy_actions, policy_log_probs = jax.lax.stop_gradient((policy_actions, policy_log_probs))
-    current_actions, next_actions = jnp.split(policy_actions, 2)
-    current_log_probs, next_log_probs = jnp.split(policy_log_probs, 2)
+    def down_rows(sample_major):  # (n * batch, ...) -> the pushed-down rows of each sample block
+        blocks = sample_major.reshape(n, batch_size, *sample_major.shape[1:])[:, pushed_down]
+        return blocks.reshape(-1, *sample_major.shape[1:])
 
-    # Bellman target: the first of the N next-state samples is an ordinary draw from pi(.|s').
-    # Deterministic backup (no -alpha log pi term), as in the reference code for gym.
-    next_q = state.critic.apply_fn(state.critic_target, batch.next_observations, next_actions[:batch_size]).min(axis=0)
-    target_q = batch.rewards + config.discount * (1.0 - batch.dones) * next_q
-
+    observations = batch.observations[pushed_down]
+    rows = observations.shape[0]
     uniform_actions = jax.random.uniform(uniform_key, (n * batch_size, action_dim), minval=-1.0, maxval=1.0)
-    # Every Q evaluation of the critic loss in one ensemble call: 3N sampled actions per state + the data.
-    all_observations = jnp.concatenate([tile(batch.observations)] * 3 + [batch.observations])
-    all_actions = jnp.concatenate([uniform_actions, current_actions, next_actions, batch.actions])
+    # Every Q evaluation of the critic loss in one ensemble call: 3N sampled actions per pushed-down state + the batch.
+    tiled = jnp.broadcast_to(observations, (n, *observations.shape)).reshape(n * rows, -1)
+    all_observations = jnp.concatenate([tiled] * 3 + [batch.observations])
+    all_actions = jnp.concatenate([down_rows(uniform_actions), down_rows(samples.current_actions),
+                                   down_rows(samples.next_actions), batch.actions])
     importance = jnp.concatenate([
-        jnp.full((n * batch_size,), action_dim * jnp.log(2.0)),  # -log density of U[-1, 1]^d
-        -current_log_probs,
-        -next_log_probs,
-    ]).reshape(3 * n, batch_size)
+        jnp.full((n * rows,), action_dim * jnp.log(2.0)),  # -log density of U[-1, 1]^d
+        -down_rows(samples.current_log_probs),
+        -down_rows(samples.next_log_probs),
+    ]).reshape(3 * n, rows)
     lagrange_multiplier = jnp.clip(jnp.exp(state.lagrange.apply_fn(state.lagrange.params)), 0.0, 1e6)
 
     def critic_loss_fn(params):
         q_all = state.critic.apply_fn(params, all_observations, all_actions)
-        q_sampled = q_all[:, : 3 * n * batch_size].reshape(-1, 3 * n, batch_size) + importance
-        q_data = q_all[:, 3 * n * batch_size :]
+        q_sampled = q_all[:, : 3 * n * rows].reshape(-1, 3 * n, rows) + importance
+        q_data = q_all[:, 3 * n * rows :]
         bellman_loss = ((q_data - target_q) ** 2).mean(axis=1).sum()
-        gap = conservative_penalty(q_sampled, q_data, config.cql_temperature)  # (num_critics,)
+        gap = conservative_penalty(q_sampled, q_data[:, pushed_up], config.cql_temperature)  # (num_critics,)
         if config.lagrange:
             penalty = (lagrange_multiplier * config.cql_weight * (gap - config.target_action_gap)).sum()
         else:
             penalty = (config.cql_weight * gap).sum()
-        q_uniform = q_all[:, : n * batch_size].mean()
+        q_uniform = q_all[:, : n * rows].mean()
         return bellman_loss + penalty, (bellman_loss, penalty, gap, q_data, q_uniform)
 
     (critic_loss, (bellman_loss, penalty, gap, q_data, q_uniform)), grads = jax.value_and_grad(
@@ -161,38 +182,58 @@ def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str,
     else:
         lagrange_loss, lagrange = jnp.full((), jnp.nan), state.lagrange
 
-    def actor_loss_fn(params):
-        actions, log_probs = _sample(state.actor, params, batch.observations, actor_key)
-        q_pi = critic.apply_fn(critic.params, batch.observations, actions).min(axis=0)
-        return (alpha * log_probs - q_pi).mean(), log_probs
-
-    (actor_loss, log_probs), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor.params)
-    actor = state.actor.apply_gradients(grads=actor_grads)
-
-    entropy = -jax.lax.stop_gradient(log_probs).mean()
-    goal = -float(action_dim) if config.target_entropy is None else float(config.target_entropy)
-    temperature_loss, temperature_grads = jax.value_and_grad(
-        lambda params: state.temperature.apply_fn(params) * (entropy - goal)
-    )(state.temperature.params)
-    temperature = state.temperature.apply_gradients(grads=temperature_grads)
-
-    new_state = State(
-        actor=actor, critic=critic, critic_target=critic_target, temperature=temperature, lagrange=lagrange, rng=rng
-    )
     metrics = {
         "critic_loss": critic_loss,
         "bellman_loss": bellman_loss,
         "cql_penalty": penalty,
         "cql_gap": gap.mean(),
-        "actor_loss": actor_loss,
-        "alpha": alpha,
         "lagrange_multiplier": lagrange_multiplier,
         "lagrange_loss": lagrange_loss,
-        "entropy": entropy,
         "q_data_mean": q_data.mean(),
         "q_uniform_mean": q_uniform,
     }
-    return new_state, metrics
+    return state.replace(critic=critic, critic_target=critic_target, lagrange=lagrange), metrics
+
+
+def actor_step(state: State, observations: jax.Array, key: jax.Array) -> tuple[State, dict[str, jax.Array], jax.Array]:
+    """SAC's actor step against the state's critic: minimise alpha * log pi(a|s) - min_i Q_i(s, a).
+    Returns the log-probabilities of its actions for the temperature step."""
+    alpha = jnp.exp(state.temperature.apply_fn(state.temperature.params))
+
+    def actor_loss_fn(params):
+        actions, log_probs = _sample(state.actor, params, observations, key)
+        q_pi = state.critic.apply_fn(state.critic.params, observations, actions).min(axis=0)
+        return (alpha * log_probs - q_pi).mean(), log_probs
+
+    (actor_loss, log_probs), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor.params)
+    actor = state.actor.apply_gradients(grads=actor_grads)
+    return state.replace(actor=actor), {"actor_loss": actor_loss, "alpha": alpha}, log_probs
+
+
+def temperature_step(state: State, log_probs: jax.Array, action_dim: int, config) -> tuple[State, dict[str, jax.Array]]:
+    """log alpha moves to bring the policy's entropy to the target (-action_dim unless set)."""
+    entropy = -jax.lax.stop_gradient(log_probs).mean()
+    goal = -float(action_dim) if config.target_entropy is None else float(config.target_entropy)
+    _, temperature_grads = jax.value_and_grad(
+        lambda params: state.temperature.apply_fn(params) * (entropy - goal)
+    )(state.temperature.params)
+    return state.replace(temperature=state.temperature.apply_gradients(grads=temperature_grads)), {"entropy": entropy}
+
+
+def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str, jax.Array]]:
+    rng, policy_key, uniform_key, actor_key = jax.random.split(state.rng, 4)
+    batch_size, action_dim = batch.actions.shape
+    samples = sample_policy_actions(state, batch, policy_key, config.num_sampled_actions)
+
+    # Bellman target: the first of the N next-state samples is an ordinary draw from pi(.|s').
+    # Deterministic backup (no -alpha log pi term), as in the reference code for gym.
+    next_q = state.critic.apply_fn(state.critic_target, batch.next_observations, samples.next_actions[:batch_size]).min(axis=0)
+    target_q = batch.rewards + config.discount * (1.0 - batch.dones) * next_q
+
+    state, critic_metrics = conservative_critic_step(state, batch, config, samples, uniform_key, target_q)
+    state, actor_metrics, log_probs = actor_step(state, batch.observations, actor_key)  # against the updated critic
+    state, temperature_metrics = temperature_step(state, log_probs, action_dim, config)
+    return state.replace(rng=rng), {**critic_metrics, **actor_metrics, **temperature_metrics}
 
 
 def act(state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
