@@ -30,7 +30,8 @@ BELOW = {
 # as long as no two of them import each other (the cycle test).
 ABOVE = {"sweep", "bench", "report", "suites", "export", "ope"}
 # The pure layout helpers of `data/` that algorithms may use in their training_data/sample hooks.
-ALGOS_MAY_IMPORT = {"offrl.data.sequences", "offrl.data.transforms", "offrl.data.returns"}
+ALGOS_MAY_IMPORT = {"offrl.data.sequences", "offrl.data.transforms", "offrl.data.returns",
+                    "offrl.data.cost_return_augmentation"}  # CDT's training_data relabels episodes
 
 
 def module_name(path: Path) -> str:

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl.algos import mopo
 from offrl.cli import main
 from offrl.data.collect import collect_episodes
 from offrl.data.d4rl_io import write_npz
@@ -20,7 +19,6 @@ from offrl.models.buffer import ROLLOUT_STATISTICS, empty_model_buffer
 from offrl.models.training import DynamicsConfig, train_dynamics
 from offrl.train import model_rollouts
 from offrl.train.model_rollouts import dataset_dynamics, rollout
-from offrl.train.offline import TrainConfig, train_offline
 from reliability_helpers import pendulum_shaped_dataset
 from scripted import mixed_quality
 
@@ -95,7 +93,8 @@ def test_rollouts_never_cross_a_predicted_terminal(trained, pendulum_transitions
     dim = starts.shape[1]
     data = {"observations": jnp.asarray(starts), "model_rollouts": {
         "dynamics": result.model, "termination_low": jnp.full(dim, -jnp.inf), "termination_high": jnp.array([high, jnp.inf, jnp.inf]),
-        "observation_mean": jnp.zeros(dim), "observation_std": jnp.ones(dim), "reward_scale": jnp.float32(1.0)}}
+        "observation_mean": jnp.zeros(dim), "observation_std": jnp.ones(dim), "reward_scale": jnp.float32(1.0),
+                                "reward_bias": jnp.float32(0.0)}}
 
     def act(state, observations, key, deterministic):  # a random policy
         return jax.random.uniform(key, (observations.shape[0], 1), minval=-1.0, maxval=1.0)

@@ -21,5 +21,11 @@ def init_state(algo: ModuleType, key: jax.Array, spec: Spec, config: Any) -> Any
 
 
 def init_states(algo: ModuleType, keys: jax.Array, spec: Spec, config: Any) -> Any:
-    """One initial state per key (stacked along a leading seed axis), as one compiled call."""
-    return jax.jit(jax.vmap(algo.init, in_axes=(0, None, None)), static_argnums=(1, 2))(keys, spec, config)
+    """One initial state per key (stacked along a leading seed axis), as one compiled call.
+
+    The seeds are initialised one after another (`lax.map`), not `vmap`ped, so each seed's state is
+    computed by the very kernels of a single-seed init. (A vmapped init once hung here: batched QR
+    custom calls deadlocked jaxlib 0.10's CPU runtime, `offrl train iql --seeds 3` at width 256;
+    offrl's orthogonal initialiser no longer calls LAPACK, offrl/nets/mlp.py.)"""
+    return jax.jit(lambda keys, spec, config: jax.lax.map(lambda key: algo.init(key, spec, config), keys),
+                   static_argnums=(1, 2))(keys, spec, config)
