@@ -260,3 +260,22 @@ def test_bench_runs_a_grid_and_resumes(tmp_path, capsys):
     assert main(arguments) == 0  # the same command again: nothing left to train
     assert "1 already done, 0 to run" in capsys.readouterr().out
     assert [e["event"] for e in read_events(out)][-1] == "skipped"
+
+
+def test_a_sweep_recorded_before_a_train_field_existed_still_matches_its_spec():
+    """offrl added TrainConfig fields (reward_multiplier, reward_offset) after sweeps were written: a
+    recorded spec without them matches today's spec that leaves them at their defaults, and not one
+    that sets them (those trials would run differently)."""
+    from offrl.sweep.index import _same_but_for_new_train_defaults
+    from offrl.sweep.spec import parse_spec
+
+    raw = {"algorithms": ["bc"], "datasets": ["pendulum-v0"], "train": {"steps": 100}}
+    today = parse_spec(raw)
+    recorded = {"name": "old", **json.loads(json.dumps(today.values))}
+    for name in ("reward_multiplier", "reward_offset"):
+        recorded["train"].pop(name)
+    assert _same_but_for_new_train_defaults(recorded, today)
+    shifted = parse_spec({**raw, "train": {"steps": 100, "reward_offset": -1.0}})
+    assert not _same_but_for_new_train_defaults(recorded, shifted)
+    other_budget = parse_spec({**raw, "train": {"steps": 200}})
+    assert not _same_but_for_new_train_defaults(recorded, other_budget)

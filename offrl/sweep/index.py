@@ -147,7 +147,7 @@ class SweepIndex:
 
     def _check_same_spec(self, spec, trials: list[dict[str, Any]]) -> None:
         recorded_hash = self.data.get("spec_hash")
-        if recorded_hash != spec.hash:
+        if recorded_hash != spec.hash and not _same_but_for_new_train_defaults(self.data.get("spec", {}), spec):
             recorded = dict(self.data.get("spec", {}))
             recorded.pop("name", None)
             changed = _changed_keys(recorded, spec.values)
@@ -236,3 +236,26 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
             changed += _changed_keys(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
         return changed
     return [] if old == new else [prefix or "(the whole spec)"]
+
+
+def _same_but_for_new_train_defaults(recorded: dict[str, Any], spec) -> bool:
+    """True when `spec` differs from the recorded one only by TrainConfig fields that offrl added
+    after the sweep was written (absent from its record) and that the spec leaves at their defaults:
+    the trials ran with exactly that behaviour, so the sweep resumes."""
+    import dataclasses
+
+    from offrl.sweep.spec import spec_hash
+    from offrl.train.offline import TrainConfig
+
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    recorded_train = recorded.get("train", {})
+    upgraded_train = dict(recorded_train)
+    for name, value in spec.values.get("train", {}).items():
+        if name not in recorded_train:
+            if name not in defaults or value != defaults[name]:
+                return False
+            upgraded_train[name] = value
+    upgraded = {key: value for key, value in recorded.items() if key != "name"}
+    upgraded["train"] = upgraded_train
+    return spec_hash(upgraded) == spec.hash
+

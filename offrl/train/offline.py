@@ -18,6 +18,7 @@ beyond `max_abs_q` stop the run as "diverged" (DivergenceError) without checkpoi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -257,13 +258,32 @@ def guarded(runs: list[RunDirectory], body: Callable[[], Any]) -> Any:
 _RESUME_KEYS = ("algorithm", "algorithm_config", "train", "env_id", "spec", "dataset_fingerprint", "normalizer")
 
 
+def _added_field_defaults(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per config.json section, the defaults of fields offrl may have added since a run was written:
+    a run saved before a field existed ran with that field's default behaviour."""
+    from offrl.algos import get_algorithm
+
+    def defaults_of(config_class) -> dict[str, Any]:
+        return {field.name: json.loads(json.dumps(field.default)) for field in dataclasses.fields(config_class)
+                if field.default is not dataclasses.MISSING}
+
+    try:
+        algorithm_defaults = defaults_of(get_algorithm(record["algorithm"]).Config)
+    except ConfigError:
+        algorithm_defaults = {}
+    return {"train": defaults_of(TrainConfig), "algorithm_config": algorithm_defaults, "normalizer": {"reward_bias": 0.0}}
+
+
 def check_same_run(run: RunDirectory, record: dict[str, Any]) -> None:
     saved = run.read_config()
     where = run.path / "config.json"
+    added = _added_field_defaults(record)
     for key in _RESUME_KEYS:
         expected = json.loads(json.dumps(record[key]))
         if key not in saved:
             raise ConfigError(f"'{where}' has no '{key}' (written by an older offrl); this run cannot be resumed.")
+        if isinstance(saved[key], dict) and key in added:  # fields added since: their defaults
+            saved[key] = {**{name: value for name, value in added[key].items() if name in (expected or {})}, **saved[key]}
         if saved[key] == expected:
             continue
         if key == "dataset_fingerprint":

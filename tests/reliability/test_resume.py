@@ -65,8 +65,9 @@ def test_every_algorithm_is_deterministic_and_continues_identically_from_a_check
 
 def test_an_interrupted_run_resumes_identically_past_a_half_written_checkpoint(dataset, tmp_path):
     """The engine end to end: run A uninterrupted; run B (same seed) stopped at step 150, after its
-    step-100 checkpoint, then resumed past a half-written step-200 checkpoint. B's first part
-    equals A's bit for bit (determinism), and so does the whole resumed run (resume)."""
+    step-100 checkpoint, then resumed past a half-written step-200 checkpoint, its config.json lacking
+    fields offrl added later. B's first part equals A's bit for bit (determinism), and so does the
+    whole resumed run (resume)."""
     algo = get_algorithm("iql")  # IQL: a learning-rate schedule that depends on the restored step
     reference, run = tmp_path / "reference", tmp_path / "run"
     train_offline(algo, small_config(algo), dataset, SHORT, reference, progress=False)
@@ -91,6 +92,14 @@ def test_an_interrupted_run_resumes_identically_past_a_half_written_checkpoint(d
     (run / "checkpoints" / ".step_000000200.msgpack.k1ll.tmp").write_bytes(good[:100])
     with open(run / "metrics.jsonl", "a") as file:
         file.write('{"step": 200, "actor_lo')
+
+    # A run written before offrl added fields resumes with their defaults (the behaviour it ran with):
+    # drop fields added since, from config.json's train, normaliser and algorithm config.
+    config = json.loads((run / "config.json").read_text())
+    for section, name in (("train", "reward_offset"), ("train", "reward_multiplier"), ("normalizer", "reward_bias"),
+                          ("algorithm_config", "max_advantage_weight")):
+        config[section].pop(name)
+    (run / "config.json").write_text(json.dumps(config))
 
     with pytest.warns(UserWarning, match="step_000000200.msgpack"):
         result = resume_offline(run, dataset=dataset, progress=False)
