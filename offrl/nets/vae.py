@@ -18,6 +18,12 @@ import jax.numpy as jnp
 from offrl.nets.mlp import MLP
 
 
+def kl_to_standard_normal(mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """KL(N(mean, exp(log_std)^2) || N(0, I)) averaged over the latent dimensions (SPOT's and OSRL's
+    VAE losses average it so)."""
+    return -0.5 * (1.0 + 2.0 * log_std - mean**2 - jnp.exp(2.0 * log_std)).mean(axis=-1)
+
+
 class ConditionalVAE(nn.Module):
     action_dim: int
     latent_dim: int
@@ -55,5 +61,9 @@ class ConditionalVAE(nn.Module):
         tiled_observations = jnp.broadcast_to(observations, (num_samples, *observations.shape))
         reconstruction = self.decode(tiled_observations, latents)
         reconstruction_error = ((reconstruction - actions) ** 2).mean(axis=(0, 2))
-        kl = -0.5 * (1.0 + 2.0 * log_std - mean**2 - jnp.exp(2.0 * log_std)).mean(axis=-1)
-        return reconstruction_error + beta * kl
+        return reconstruction_error + beta * kl_to_standard_normal(mean, log_std)
+
+    def posterior_kl(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        """Per-sample KL of the encoder's posterior q(z|s,a) from the prior: large for (s, a) unlike
+        the training data (CPQ's out-of-distribution test, OSRL cpq.py). Shape (batch,)."""
+        return kl_to_standard_normal(*self.encode(observations, actions))

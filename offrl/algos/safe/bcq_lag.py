@@ -12,9 +12,7 @@ Each critic is OSRL's `EnsembleDoubleQCritic`: two groups of `num_q` networks; a
 its minimum, the target mixes the groups as lmbda * min + (1 - lmbda) * max and takes the best of
 `num_target_samples` perturbed VAE actions at s' (the cost critic, like OSRL's, takes the largest).
 Both critics are one vmapped ensemble here (the first 2 num_q networks reward, the other 2 num_qc
-cost) with one Adam over it: Adam is per parameter and each loss reaches only its own networks, so
-this is OSRL's two optimisers at one learning rate. (Two ensembles initialised side by side also
-deadlocked jaxlib 0.10's batched QR, the orthogonal initialiser, on this 2-core machine.)
+cost; offrl/algos/safe/vae_critics.py says why).
 
 Defaults: OSRL `examples/configs/bcql_configs.py` (BCQLTrainConfig) and `osrl/algorithms/bcql.py`,
 `osrl/common/net.py`. Differences, said plainly: targets use (1 - terminal) for both critics, where
@@ -38,8 +36,11 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos.safe.vae_critics import (
+    behaviour_vae, bellman_errors, cost_q_limit, reward_and_cost_critics, vae_latent_dim, vae_step,
+)
 from offrl.errors import ConfigError
-from offrl.nets import ConditionalVAE, CriticEnsemble, PerturbationActor
+from offrl.nets import ConditionalVAE, PerturbationActor
 from offrl.types import Batch, Spec
 
 NAME = "bcq_lag"
@@ -101,13 +102,6 @@ def check_config(config: Config) -> None:
         raise ConfigError(f"--lmbda is {config.lmbda}; expected a value in [0, 1].")
 
 
-def cost_q_limit(config: Config) -> float:
-    """The per-step Q_c limit of a cost budget kappa over T steps (osrl/algorithms/bcql.py qc_thres)."""
-    gamma, steps = config.discount, config.max_episode_steps
-    horizon = float(steps) if gamma == 1.0 else (1.0 - gamma**steps) / (1.0 - gamma)
-    return config.target_cost * horizon / steps
-
-
 def pid_multiplier(error, error_integral, previous_error, gains):
     """One step of OSRL's LagrangianPIDController.control: (lambda, new integral), both >= 0."""
     kp, ki, kd = gains
@@ -116,29 +110,21 @@ def pid_multiplier(error, error_integral, previous_error, gains):
     return multiplier, error_integral
 
 
-def _networks(spec: Spec, config: Config):
-    vae = ConditionalVAE(spec.action_dim, config.vae_latent_dim or 2 * spec.action_dim, config.vae_hidden_dims)
-    # OSRL's perturbation actor has tanh hidden layers (bcql.py builds it with nn.Tanh); its critics ReLU.
-    actor = PerturbationActor(spec.action_dim, config.hidden_dims, config.phi, activation=nn.tanh)
-    return vae, actor, CriticEnsemble(config.hidden_dims, 2 * config.num_q + 2 * config.num_qc)
-
-
 def init(key: jax.Array, spec: Spec, config: Config) -> State:
     check_config(config)
     vae_key, actor_key, critic_key, rng = jax.random.split(key, 4)
-    observation, action = jnp.zeros((1, spec.observation_dim)), jnp.zeros((1, spec.action_dim))
-    vae, actor, critic = _networks(spec, config)
-    actor_params = actor.init(actor_key, observation, action)
-    critic_params = critic.init(critic_key, observation, action)
+    # OSRL's perturbation actor has tanh hidden layers (bcql.py builds it with nn.Tanh); its critics ReLU.
+    actor = PerturbationActor(spec.action_dim, config.hidden_dims, config.phi, activation=nn.tanh)
+    actor_params = actor.init(actor_key, jnp.zeros((1, spec.observation_dim)), jnp.zeros((1, spec.action_dim)))
+    critic, critic_target = reward_and_cost_critics(critic_key, spec, config.hidden_dims, 2 * config.num_q,
+                                                    2 * config.num_qc, config.critic_learning_rate)
     zero = jnp.zeros((), jnp.float32)
     return State(
-        vae=TrainState.create(apply_fn=vae.apply, params=vae.init(vae_key, observation, action, vae_key), tx=optax.adam(config.vae_learning_rate)),
+        vae=behaviour_vae(vae_key, spec, config),
         actor=TrainState.create(apply_fn=actor.apply, params=actor_params, tx=optax.adam(config.actor_learning_rate)),
-        actor_target=actor_params,
-        critic=TrainState.create(apply_fn=critic.apply, params=critic_params, tx=optax.adam(config.critic_learning_rate)),
-        critic_target=critic_params,
+        actor_target=actor_params, critic=critic, critic_target=critic_target,
         multiplier=zero, error_integral=zero, previous_error=zero, rng=rng,
-        latent_dim=config.vae_latent_dim or 2 * spec.action_dim, act_samples=config.act_samples,
+        latent_dim=vae_latent_dim(spec, config), act_samples=config.act_samples,
         num_reward_networks=2 * config.num_q,
     )
 
@@ -173,12 +159,7 @@ def _critic_targets(state: State, batch: Batch, next_observations, next_actions,
 def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str, jax.Array]]:
     rng, vae_key, next_key, actor_key = jax.random.split(state.rng, 4)
 
-    def vae_loss_fn(params):
-        return state.vae.apply_fn(params, batch.observations, batch.actions, vae_key, config.beta,
-                                  method=ConditionalVAE.negative_elbo).mean()
-
-    vae_loss, vae_grads = jax.value_and_grad(vae_loss_fn)(state.vae.params)
-    vae = state.vae.apply_gradients(grads=vae_grads)
+    vae, vae_loss = vae_step(state.vae, batch.observations, batch.actions, vae_key, config.beta)
     state = state.replace(vae=vae)
 
     # Targets: num_target_samples perturbed VAE actions per s' (the target actor on the new VAE's samples).
@@ -189,8 +170,7 @@ def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str,
 
     def critic_loss_fn(params):
         values = state.critic.apply_fn(params, batch.observations, batch.actions)
-        reward_loss = ((values[:state.num_reward_networks] - reward_target) ** 2).mean(axis=1).sum()
-        cost_loss = ((values[state.num_reward_networks:] - cost_target) ** 2).mean(axis=1).sum()
+        reward_loss, cost_loss = bellman_errors(values, reward_target, cost_target, state.num_reward_networks)
         return reward_loss + cost_loss, (reward_loss, cost_loss)
 
     (critic_loss, (reward_critic_loss, cost_critic_loss)), critic_grads = jax.value_and_grad(
