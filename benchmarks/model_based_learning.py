@@ -1,15 +1,24 @@
-"""Measures the MOPO learning test's seeds and its broken variants (tests/test_model_based.py).
+"""Measures the model-based learning tests (tests/test_model_based_learning.py): an algorithm's
+test settings and its broken variants, seeds in one program (offrl.train.multi_seed), on the tests'
+BandReach task (scored by its true dynamics, 500 fixed starts) or on a Pendulum dataset of the
+other learning tests (scored by the engine's 10 evaluation episodes). One JSON line per variant.
 
-On the 80%-random Pendulum data of the learning tests (BC about -850): MOPO with the test's
-settings, then the same with the penalty sign flipped (-lambda: uncertainty rewarded) and with
-real-only batches (real_ratio 1: no model data; rollouts of length 0 train on the same batches).
-Seeds 0-2 run in one program per variant (offrl.train.multi_seed). Prints one JSON line per variant.
+    python benchmarks/model_based_learning.py ALGO [VARIANT ...] [--data band] [--steps 3000] [--seeds 0 1 2]
 
-    python benchmarks/model_based_learning.py [steps] [variant ...]
+ALGO: mobile, combo, ravl, mopo or bc. VARIANT: `normal` (the test's SETTINGS), `broken` (its
+BROKEN changes), `real_only` (real_ratio 1: no model rows, i.e. rollouts that are never trained
+on), or NAME:KEY=VALUE,... for other changes, e.g. `flipped:penalty_coef=-0.5` (the engine's check
+that refuses a negative penalty is lifted here, for measurement only). --data: band (BandReach with
+its cliff), band-linear (cliff 0: the same data, scored where faster is always better),
+mostly-random, narrow, mostly-idle (Pendulum). The dynamics model is trained once per dataset
+into a temporary cache that all variants share, as the tests' `band_model` fixture does.
+Run it niced on a shared machine: nice -n 10 python benchmarks/model_based_learning.py ...
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
 import json
 import sys
 import tempfile
@@ -18,34 +27,80 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from offrl.algos import mopo  # noqa: E402
+from offrl.algos import get_algorithm  # noqa: E402
 from offrl.data.collect import collect_episodes  # noqa: E402
 from offrl.models import buffer  # noqa: E402
 from offrl.train.multi_seed import train_seeds  # noqa: E402
 from offrl.train.offline import TrainConfig  # noqa: E402
+from learning_data import BandReach, mostly_idle, narrow_controller_pendulum  # noqa: E402
 from scripted import mixed_quality  # noqa: E402
+from test_model_based_learning import BROKEN, ROLLOUTS, SETTINGS, band_dynamics  # noqa: E402
 
-# The learning test's settings (tests/test_model_based.py MOPO_TEST_SETTINGS).
-SETTINGS = dict(hidden_dims=(64, 64), horizon=5, rollout_batch=1000, rollout_every=250, real_ratio=0.5,
-                model_buffer_capacity=25_000, dynamics_hidden_dims=(64, 64), dynamics_weight_decay=(2.5e-5, 5e-5, 1e-4),
-                dynamics_max_epochs=30)
-VARIANTS = {"mopo": {}, "penalty_flipped": {"penalty_coef": -0.5}, "real_only": {"real_ratio": 1.0}}
+PENDULUM_REFERENCES = (-1200.0, -150.0)  # about conftest's pendulum_references: scores are returns, not normalised
+
+
+def make_data(name: str):
+    """(dataset, BandReach task or None when the engine's env evaluation scores it)."""
+    if name in ("band", "band-linear"):
+        task = BandReach(cliff=0.0 if name == "band-linear" else 2.0)
+        return BandReach().dataset(), task  # the data never leave the band, so they are the same
+    if name == "mostly-random":
+        dataset = collect_episodes("Pendulum-v1", mixed_quality(0.8), num_episodes=40, seed=0, name="pendulum-mostly-random-v0")
+    elif name == "narrow":
+        dataset = narrow_controller_pendulum(PENDULUM_REFERENCES)
+    elif name == "mostly-idle":
+        dataset = collect_episodes("Pendulum-v1", mostly_idle(), num_episodes=40, seed=0, name="pendulum-mostly-idle-v0")
+    else:
+        raise SystemExit(f"--data is {name!r}; expected band, band-linear, mostly-random, narrow or mostly-idle.")
+    return dataset, None
+
+
+def variant_changes(algo_name: str, text: str) -> tuple[str, dict]:
+    if text == "normal":
+        return text, {}
+    if text == "broken":
+        return text, dict(BROKEN[algo_name])
+    if text == "real_only":
+        return text, {"real_ratio": 1.0}
+    name, _, assignments = text.partition(":")
+    changes = {}
+    for assignment in filter(None, assignments.split(",")):
+        key, _, value = assignment.partition("=")
+        changes[key] = ast.literal_eval(value)
+    return name, changes
 
 
 def main() -> None:
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
-    names = sys.argv[2:] or list(VARIANTS)
-    buffer.RolloutSettings.validate = lambda self, batch_size: None  # lets the flipped penalty through (measurement only)
-    dataset = collect_episodes("Pendulum-v1", mixed_quality(0.8), num_episodes=40, seed=0, name="pendulum-mostly-random-v0")
-    train = TrainConfig(steps=steps, eval_every=steps, log_every=1000, checkpoint_every=0, eval_episodes=10)
-    for name in names:
-        config = mopo.Config(**{**SETTINGS, **VARIANTS[name]})
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory() as directory:
-            results = train_seeds(mopo, config, dataset, train, Path(directory) / name, [0, 1, 2], progress=False)
-            returns = [round(result.summary["final_return"], 1) for result in results]
-        print(json.dumps({"variant": name, "steps": steps, "final_returns": returns,
-                          "wall_seconds": round(time.perf_counter() - started, 1)}), flush=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("algo", choices=sorted(SETTINGS) + ["bc"])
+    parser.add_argument("variants", nargs="*", default=["normal", "broken"])
+    parser.add_argument("--data", default="band")
+    parser.add_argument("--steps", type=int, default=3_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    buffer.RolloutSettings.validate = lambda self, batch_size: None  # lets a flipped MOPO penalty through
+    algo = get_algorithm(args.algo)
+    dataset, task = make_data(args.data)
+    train = TrainConfig(steps=args.steps, eval_every=args.steps, log_every=1_000, checkpoint_every=0, eval_episodes=10)
+    with tempfile.TemporaryDirectory() as directory:
+        model_dir = None
+        if args.algo != "bc":
+            started = time.perf_counter()
+            model_dir = band_dynamics(dataset, ROLLOUTS, Path(directory) / "models")
+            print(json.dumps({"dynamics_seconds": round(time.perf_counter() - started, 1)}), flush=True)
+        for text in args.variants:
+            name, changes = variant_changes(args.algo, text)
+            settings = {"hidden_dims": (64, 64)} if args.algo == "bc" else {**SETTINGS[args.algo], "model_path": model_dir}
+            config = algo.Config(**{**settings, **changes})
+            started = time.perf_counter()
+            results = train_seeds(algo, config, dataset, train, Path(directory) / name, args.seeds, progress=False)
+            if task is None:
+                returns = [round(result.summary["final_return"], 1) for result in results]
+            else:
+                returns = [round(task.evaluate(result.policy), 2) for result in results]
+            print(json.dumps({"algo": args.algo, "data": args.data, "variant": name, "changes": changes, "steps": args.steps,
+                              "seeds": args.seeds, "returns": returns,
+                              "wall_seconds": round(time.perf_counter() - started, 1)}), flush=True)
 
 
 if __name__ == "__main__":
