@@ -12,6 +12,9 @@ that refuses a negative penalty is lifted here, for measurement only). --data: b
 its cliff), band-linear (cliff 0: the same data, scored where faster is always better),
 mostly-random, narrow, mostly-idle (Pendulum). The dynamics model is trained once per dataset
 into a temporary cache that all variants share, as the tests' `band_model` fixture does.
+With --probe-uncertainty it prints, instead, MOPO's penalty (the elites' largest predicted std
+norm) and the elites' disagreement (std of their means) at the band's fast actions
+(-0.3 tanh(2 s)) and at 0.1 to 0.8 further toward the goal, on 2,000 random BandReach states.
 Run it niced on a shared machine: nice -n 10 python benchmarks/model_based_learning.py ...
 """
 
@@ -27,12 +30,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
 from offrl.algos import get_algorithm  # noqa: E402
 from offrl.data.collect import collect_episodes  # noqa: E402
 from offrl.models import buffer  # noqa: E402
+from offrl.models.cache import load_model  # noqa: E402
+from offrl.data.fingerprint import dataset_fingerprint  # noqa: E402
 from offrl.train.multi_seed import train_seeds  # noqa: E402
 from offrl.train.offline import TrainConfig  # noqa: E402
-from learning_data import BandReach, mostly_idle, narrow_controller_pendulum  # noqa: E402
+from learning_data import BandReach, mostly_idle_pendulum, narrow_controller_pendulum  # noqa: E402
 from scripted import mixed_quality  # noqa: E402
 from test_model_based_learning import BROKEN, ROLLOUTS, SETTINGS, band_dynamics  # noqa: E402
 
@@ -49,7 +57,7 @@ def make_data(name: str):
     elif name == "narrow":
         dataset = narrow_controller_pendulum(PENDULUM_REFERENCES)
     elif name == "mostly-idle":
-        dataset = collect_episodes("Pendulum-v1", mostly_idle(), num_episodes=40, seed=0, name="pendulum-mostly-idle-v0")
+        dataset = mostly_idle_pendulum(PENDULUM_REFERENCES)
     else:
         raise SystemExit(f"--data is {name!r}; expected band, band-linear, mostly-random, narrow or mostly-idle.")
     return dataset, None
@@ -70,6 +78,20 @@ def variant_changes(algo_name: str, text: str) -> tuple[str, dict]:
     return name, changes
 
 
+def probe_uncertainty(dataset, task: BandReach, model_dir: str) -> None:
+    model, _ = load_model(model_dir, dataset_fingerprint(dataset))
+    observations = np.random.default_rng(0).uniform(-1.0, 1.0, (2_000, 2)).astype(np.float32)
+    toward_goal = -observations / np.linalg.norm(observations, axis=-1, keepdims=True)
+    for beyond in (0.0, 0.1, 0.2, 0.3, 0.5, 0.8):
+        actions = np.clip(task.band_action(observations, task.FAST) + beyond * toward_goal, -1.0, 1.0).astype(np.float32)
+        mean, std = model.predict(jnp.asarray(observations), jnp.asarray(actions))  # actions already in [-1, 1]
+        elites = np.asarray(model.elites)
+        mean, std = np.asarray(mean)[elites], np.asarray(std)[elites]
+        print(json.dumps({"beyond_fast_actions": beyond, "mopo_penalty": round(float(np.linalg.norm(std, axis=-1).max(0).mean()), 4),
+                          "disagreement": round(float(mean.std(0).sum(-1).mean()), 4),
+                          "true_excess": round(float(task.excess(observations, actions).mean()), 3)}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("algo", choices=sorted(SETTINGS) + ["bc"])
@@ -77,6 +99,7 @@ def main() -> None:
     parser.add_argument("--data", default="band")
     parser.add_argument("--steps", type=int, default=3_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--probe-uncertainty", action="store_true")
     args = parser.parse_args()
     buffer.RolloutSettings.validate = lambda self, batch_size: None  # lets a flipped MOPO penalty through
     algo = get_algorithm(args.algo)
@@ -88,13 +111,18 @@ def main() -> None:
             started = time.perf_counter()
             model_dir = band_dynamics(dataset, ROLLOUTS, Path(directory) / "models")
             print(json.dumps({"dynamics_seconds": round(time.perf_counter() - started, 1)}), flush=True)
+        if args.probe_uncertainty:
+            if task is None:
+                raise SystemExit("--probe-uncertainty measures BandReach's band; expected --data band.")
+            probe_uncertainty(dataset, task, model_dir)
+            return
         for text in args.variants:
             name, changes = variant_changes(args.algo, text)
             settings = {"hidden_dims": (64, 64)} if args.algo == "bc" else {**SETTINGS[args.algo], "model_path": model_dir}
             config = algo.Config(**{**settings, **changes})
             started = time.perf_counter()
             results = train_seeds(algo, config, dataset, train, Path(directory) / name, args.seeds, progress=False)
-            if task is None:
+            if task is None:  # the engine's 10 evaluation episodes in the env
                 returns = [round(result.summary["final_return"], 1) for result in results]
             else:
                 returns = [round(task.evaluate(result.policy), 2) for result in results]

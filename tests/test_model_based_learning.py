@@ -1,26 +1,32 @@
 """Model-based algorithms learn where imitation fails, and fail without their own mechanism.
 
-On Pendulum (tests/conftest.py's mostly-random data, tests/learning_data.py's narrow controller and
-mostly-idle data) no mechanism of MOPO, MOBILE, COMBO or RAVL was what the score needed: a
-dynamics model trained on Pendulum predicts the effect of actions the data never shows well
-(its dynamics are linear in the torque), so the broken variants learned as well, or everything
+On Pendulum (tests/conftest.py's mostly-random data, tests/learning_data.py's narrow controller
+and mostly-idle data) no mechanism of MOPO, MOBILE, COMBO or RAVL was what the score needed: a
+dynamics model trained on Pendulum predicts the effect of torques the data never show well (its
+dynamics are linear in the torque), so the broken variants learned as well, or every variant
 collapsed alike (docs/learning-tests.md has the numbers). These tests use `BandReach`
-(tests/learning_data.py), a 2-D reaching task built so that the model's extrapolation beyond
-the data is wrong: the dataset's actions lie in a band (80% of them drifting away from the
-goal, 20% moving toward it slowly, so imitation drifts away: BC about -19), and actions more
-than 0.25 beyond the band are punished by the true dynamics (a "cliff") that the model never
-saw. Moving 0.3 toward the goal (the good edge of the band) scores -6.3, a little faster (0.4,
-0.5) -4.9 / -3.9, beyond the band -20 to -220. An algorithm must pick the band's good actions
-(beyond BC) without following the model's "faster is better" off the data (the broken variants
-do, and land far below BC).
+(tests/learning_data.py), a 2-D reaching task built so that the model's extrapolation beyond the
+data is wrong: the dataset's actions lie in a band (80% of them drifting away from the goal, 20%
+moving toward it slowly, so imitation drifts away: BC -19), and actions more than 0.25 beyond
+the band are punished by true dynamics (a "cliff") that the model never saw. The band's good
+edge (speed 0.3 toward the goal) scores -6.3, a little faster (0.4, 0.5) -4.9 / -3.9, beyond the
+band -20 to -220. An algorithm must take the band's good actions (beyond BC) without following
+the model's "faster is better" off the data; its broken variant follows it and lands far below BC.
 
 Each algorithm's settings (SETTINGS) were measured for seeds 0, 1, 2 in one program with
-benchmarks/model_based_learning.py; the tests run seed 0. The dynamics ensemble (7 x 64 x 64,
-30 epochs) is trained once per module and shared by every test (`band_model`). THRESHOLD is
-above BC by 7 and below the worst of the three seeds by at least 3.5, and far above each broken
-variant (BROKEN). MOPO has no test here: its penalty (the largest predicted aleatoric std) falls
-off the data on this task as on Pendulum, so MOPO follows the model off the cliff like its
-broken variants (see the MOPO paragraph of docs/model-based.md).
+benchmarks/model_based_learning.py (the command is in each docstring); the tests run seed 0,
+whose score is the same through `train_offline`. The dynamics ensemble (7 x 64 x 64, 30 epochs)
+is trained once per module and shared by every test (`band_model`). THRESHOLD (-12) is 7 above
+BC, at least 3.4 below the worst of the three seeds (their spread is under 1) and at least 34
+above every broken variant (BROKEN). Real-only batches (no model rows) pass too: without model
+rows there is no model error to exploit, and the model-free critics of MOBILE, COMBO and RAVL stay
+near the data on their own; so these tests check the mechanisms against the model's errors.
+
+MOPO has no test: its penalty, the largest predicted (aleatoric) std, falls off the data on this
+task (0.063 at the band's fast actions, 0.015 at 0.8 beyond them, while the elites' disagreement
+rises from 0.018 to 0.55; `--probe-uncertainty`) as on Pendulum, so lambda 0.5, 0 and -0.5 all
+follow the model off the cliff: -68.6/-74.3/-76.4, -70.0/-75.5/-77.9, -71.2/-76.5/-78.4
+(real-only: -150/-165/-123).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from offrl.algos import get_algorithm
 from offrl.data.transforms import fit_normalizer
 from offrl.train.model_rollouts import dataset_dynamics, dynamics_config_of
 from offrl.train.offline import TrainConfig, train_offline
-from learning_data import BandReach
+from learning_data import BandReach, mostly_idle_pendulum
 
 STEPS = 3_000
 THRESHOLD = -12.0  # mean return over 500 fixed starts; BC about -19, the band's good edge -6.3
@@ -63,7 +69,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
 BROKEN: dict[str, dict[str, Any]] = {
     "mobile": {"penalty_coef": 0.0},  # no Bellman-inconsistency penalty: SAC on model rollouts
     "combo": {"cql_weight": 0.0},  # no conservative term: SAC on dataset + model rows
-    "ravl": {"num_critics": 2, "eta": 0.0},  # SAC's two critics, no diversity term: SAC on model rollouts
+    "ravl": {"eta": 0.0},  # no diversity term: SAC-10 on model rollouts
     "mopo": {"penalty_coef": 0.0},
 }
 
@@ -93,6 +99,16 @@ def band_model(band_data, tmp_path_factory) -> str:
     return band_dynamics(band_data, ROLLOUTS, tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture(scope="module")
+def mostly_idle(pendulum_references):
+    return mostly_idle_pendulum(pendulum_references)
+
+
+@pytest.fixture(scope="module")
+def mostly_idle_model(mostly_idle, tmp_path_factory) -> str:
+    return band_dynamics(mostly_idle, ROLLOUTS, tmp_path_factory.mktemp("models"))
+
+
 def band_return(name: str, task: BandReach, dataset, model_dir: str | None, tmp_path, seed: int = 0, **changes) -> float:
     """Mean return of the deterministic policy after STEPS updates of `name` with SETTINGS."""
     algo = get_algorithm(name)
@@ -119,37 +135,77 @@ def test_band_reach_rewards_the_band_edge_and_punishes_beyond_it(band_task, band
 @pytest.mark.slow
 def test_bc_fails_on_band_reach(band_task, band_data, tmp_path):
     """The premise of the tests below: BC imitates the average action, which drifts away from the
-    goal. 3k updates: -19.1/-19.3/-19.0 (seeds 0-2); bound -15."""
+    goal. 3k updates: -19.04/-19.21/-19.31 (seeds 0-2); bound -15.
+    python benchmarks/model_based_learning.py bc normal"""
     score = band_return("bc", band_task, band_data, None, tmp_path)
     assert score < -15, f"BC reached {score:.1f}: the data no longer need more than imitation"
 
 
 @pytest.mark.slow
 def test_mobile_penalty_keeps_the_policy_off_the_cliff(band_task, band_data, band_model, tmp_path):
-    """MOBILE (beta 3, SETTINGS): -7.90/-7.28/-7.80 (seeds 0-2), threshold -12 (BC -19).
-    Broken, no penalty (beta 0: SAC on the model rows, which extrapolate "faster is better"
-    beyond the band): -52.5/-50.0/-54.9; the test fails on it. Real-only batches (real_ratio 1:
-    SAC on the data): see docs/learning-tests.md.
-    python benchmarks/model_based_learning.py mobile normal broken real_only"""
+    """MOBILE (beta 3, SETTINGS): -7.81/-7.52/-7.89 (seeds 0-2), threshold -12 (BC -19).
+    Broken, no penalty (beta 0: SAC on model rows that extrapolate "faster is better" beyond the
+    band): -46.9/-50.1/-54.2; the test fails on it. Beta 1 (the default): -22.5/-17.3/-23.8.
+    Real-only batches (real_ratio 1, no model rows to exploit): -7.26/-6.06/-7.20, which passes:
+    this tests the penalty against the model's errors, not the use of model rows.
+    python benchmarks/model_based_learning.py mobile normal broken real_only beta1:penalty_coef=1.0"""
     score = band_return("mobile", band_task, band_data, band_model, tmp_path)
     assert score > THRESHOLD, f"MOBILE reached {score:.1f}, expected above {THRESHOLD}"
 
 
 @pytest.mark.slow
 def test_combo_conservatism_keeps_the_policy_off_the_cliff(band_task, band_data, band_model, tmp_path):
-    """COMBO (weight 1, SETTINGS): -8.49/-8.21/-8.45 (seeds 0-2), threshold -12 (BC -19).
-    Broken, no conservative term (cql_weight 0: SAC on dataset + model rows): -55.7/-64.3/-63.4;
-    the test fails on it.
-    python benchmarks/model_based_learning.py combo normal broken real_only"""
+    """COMBO (weight 1, SETTINGS): -8.60/-8.39/-8.21 (seeds 0-2), threshold -12 (BC -19).
+    Broken, no conservative term (cql_weight 0: SAC on dataset + model rows): -54.8/-61.7/-62.1;
+    the test fails on it. Weight 5 (run_combo.py): -22.2/-22.1/-22.5 (the data's average action).
+    Real-only batches (CQL on the data): -9.71/-9.68/-9.75, which passes, as for MOBILE.
+    python benchmarks/model_based_learning.py combo normal broken real_only w5:cql_weight=5.0"""
     score = band_return("combo", band_task, band_data, band_model, tmp_path)
     assert score > THRESHOLD, f"COMBO reached {score:.1f}, expected above {THRESHOLD}"
 
 
 @pytest.mark.slow
-def test_ravl_critic_ensemble_keeps_the_policy_off_the_cliff(band_task, band_data, band_model, tmp_path):
-    """RAVL (10 critics, eta 1): -4.80/-4.17/-4.49 (seeds 0-2), threshold -12 (BC -19).
-    Broken, two critics and no diversity term (SAC on the model rollouts): -70.8/-77.6/-82.3;
-    the test fails on it.
-    python benchmarks/model_based_learning.py ravl normal broken real_only"""
+def test_ravl_diversity_keeps_the_policy_off_the_cliff(band_task, band_data, band_model, tmp_path):
+    """RAVL (10 critics, eta 1): -4.72/-3.90/-4.31 (seeds 0-2), threshold -12 (BC -19).
+    Broken, diversity off (eta 0: SAC-10 on the model rollouts): -70.7/-74.5/-78.3; the test
+    fails on it (two critics without it as well: -70.0/-75.6/-77.8). What keeps RAVL on the
+    data here is EDAC's diversity term (two actions give it a gradient), not the number of
+    critics: two critics with eta 1 score -7.53/-7.35/-7.35. Real-only batches (EDAC on the
+    data): -5.87/-5.61/-4.96, which passes, as for MOBILE.
+    python benchmarks/model_based_learning.py ravl normal broken real_only eta0:eta=0.0 two_critics:num_critics=2"""
     score = band_return("ravl", band_task, band_data, band_model, tmp_path)
     assert score > THRESHOLD, f"RAVL reached {score:.1f}, expected above {THRESHOLD}"
+
+
+PENDULUM_STEPS = 5_000
+PENDULUM_THRESHOLD = -500.0  # as tests/test_learning.py's; BC about -800 on these data
+
+
+@pytest.mark.slow
+def test_bc_fails_on_mostly_idle_pendulum(mostly_idle, tmp_path):
+    """The premise of the MOBILE Pendulum test: 80% of the torques are N(0, 0.1), the rest the
+    noisy controller's, and imitation averages them: 3k updates: -800/-802/-813 (seeds 0-2);
+    bound -700.  python benchmarks/model_based_learning.py bc normal --data mostly-idle"""
+    algo = get_algorithm("bc")
+    train = TrainConfig(steps=3_000, eval_every=3_000, log_every=1_000, eval_episodes=10, seed=0)
+    result = train_offline(algo, algo.Config(hidden_dims=(64, 64)), mostly_idle, train, tmp_path / "bc", progress=False)
+    score = result.summary["final_return"]
+    assert score < -700, f"BC reached {score:.0f}: the data no longer need more than imitation"
+
+
+@pytest.mark.slow
+def test_mobile_penalty_learns_where_bc_fails_on_pendulum(mostly_idle, mostly_idle_model, tmp_path):
+    """MOBILE's penalty on a real control task: Pendulum, mostly-idle data (tests/learning_data.py:
+    the torques cover thin bands around 0 and the controller's), SETTINGS, 5k updates:
+    -132/-179/-233 (seeds 0-2), threshold -500 (BC -800/-802/-813).
+    Broken, no penalty (beta 0): -751/-652/-805; the test fails on it. Real-only batches (SAC on
+    the data): -216/-146/-737 (one seed of three fails). MOPO on the same data and settings does
+    not separate: lambda 0.5 -227/-708/-444, 0 -652/-851/-783, 1 -529/-873/-607, 2
+    -989/-882/-367, -0.5 -804/-927/-738. COMBO (-853/-838/-887) and RAVL (-832/-754/-877) do
+    not learn here at this budget.
+    python benchmarks/model_based_learning.py mobile normal broken real_only --data mostly-idle --steps 5000"""
+    algo = get_algorithm("mobile")
+    config = algo.Config(**{**SETTINGS["mobile"], "model_path": mostly_idle_model})
+    train = TrainConfig(steps=PENDULUM_STEPS, eval_every=PENDULUM_STEPS, log_every=1_000, eval_episodes=10, seed=0)
+    score = train_offline(algo, config, mostly_idle, train, tmp_path / "mobile", progress=False).summary["final_return"]
+    assert score > PENDULUM_THRESHOLD, f"MOBILE reached {score:.0f} on mostly-idle Pendulum, expected above {PENDULUM_THRESHOLD:.0f}"
