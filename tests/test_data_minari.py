@@ -232,7 +232,8 @@ def test_reads_dataset_recorded_by_minari_data_collector(aligned):
 
     dataset = read_minari("test/hopper-random-v0")
     aligned(dataset)
-    assert dataset.metadata.env_id == "Hopper-v5"
+    # The env Minari recorded, with the collector's 15-step limit (not the registered 1,000).
+    assert dataset.metadata.env_id == 'Hopper-v5 {"max_episode_steps":15}'
     np.testing.assert_array_equal(dataset.metadata.action_low, -np.ones(3))
     assert dataset.metadata.provenance["minari"]["author"] == ["offrl tests"]
     assert list(dataset.episode_lengths) == [len(e.rewards) for e in raw]
@@ -282,18 +283,22 @@ def test_step_both_terminated_and_truncated_counts_as_terminal():
     assert dataset.metadata.env_id is None
 
 
-def test_dict_observation_space_is_refused():
+def test_nested_dict_observation_space_is_refused():
+    """A Dict of flat Boxes is read (tests/test_goal_conditioned.py); a Dict inside it (D4RL/kitchen's
+    per-task goals) is refused with the key named."""
     rng = np.random.default_rng(0)
-    space = gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,), np.float32)})
+    space = gym.spaces.Dict({"goal": gym.spaces.Dict({"kettle": gym.spaces.Box(-1, 1, (2,), np.float32)}),
+                             "pos": gym.spaces.Box(-1, 1, (2,), np.float32)})
     buffer = EpisodeBuffer(
-        observations={"pos": rng.uniform(-1, 1, size=(4, 2)).astype(np.float32)},
+        observations={"goal": {"kettle": rng.uniform(-1, 1, size=(4, 2)).astype(np.float32)},
+                      "pos": rng.uniform(-1, 1, size=(4, 2)).astype(np.float32)},
         actions=rng.uniform(-1, 1, size=(3, 1)).astype(np.float32),
         rewards=[0.0, 0.0, 1.0],
         terminations=[False, False, True],
         truncations=[False, False, False],
     )
     _quiet_create("dict-obs-v0", [buffer], observation_space=space, action_space=gym.spaces.Box(-1, 1, (1,), np.float32))
-    with pytest.raises(DatasetError, match="observation space Dict.*only flat"):
+    with pytest.raises(DatasetError, match=r"observation\['goal'\] space Dict.*only flat"):
         read_minari("dict-obs-v0")
 
 

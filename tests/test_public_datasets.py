@@ -278,13 +278,15 @@ def test_minari_failure_is_one_line_and_registers_nothing(capsys, fake_minari_re
 
 
 def test_minari_dataset_offrl_cannot_read_is_refused_and_not_registered(capsys, monkeypatch):
-    """Goal-conditioned sets (D4RL/antmaze) have Dict observations: the download stops with the
-    reader's sentence and leaves nothing registered."""
+    """D4RL/kitchen's observations nest a Dict of per-task goals inside the Dict (AntMaze's flat Dict
+    is read: tests/test_goal_conditioned.py): the download stops with the reader's sentence and
+    leaves nothing registered."""
     import gymnasium as gym
     from minari.dataset.minari_storage import MinariStorage
 
     def fake_download(dataset_id, force_download=False):
-        space = gym.spaces.Dict({"observation": gym.spaces.Box(-1, 1, (2,)), "desired_goal": gym.spaces.Box(-1, 1, (2,))})
+        goals = gym.spaces.Dict({"kettle": gym.spaces.Box(-1, 1, (2,))})
+        space = gym.spaces.Dict({"observation": gym.spaces.Box(-1, 1, (2,)), "desired_goal": goals})
         data = Path(os.environ["MINARI_DATASETS_PATH"]) / dataset_id / "data"
         data.mkdir(parents=True)
         storage = MinariStorage.new(data, observation_space=space, action_space=gym.spaces.Box(-1, 1, (1,)),
@@ -292,6 +294,6 @@ def test_minari_dataset_offrl_cannot_read_is_refused_and_not_registered(capsys, 
         storage.update_metadata({"dataset_id": dataset_id, "minari_version": minari.__version__})
 
     monkeypatch.setattr(minari, "download_dataset", fake_download)
-    code, _, err = run_cli(capsys, "datasets", "download", "D4RL/antmaze/umaze-v1")
+    code, _, err = run_cli(capsys, "datasets", "download", "D4RL/kitchen/complete-v2")
     assert_one_line_error(code, err, "Dict", "nothing was registered")
     nothing_registered()

@@ -160,7 +160,7 @@ def _download_minari(public: PublicName, data_dir) -> Path:
                                "a Minari dataset directory (nothing was registered).")
         try:
             read_minari(downloaded)  # refuse to register what offrl cannot read
-        except DatasetError as error:  # e.g. goal-conditioned Dict observations (D4RL/antmaze, kitchen)
+        except DatasetError as error:  # e.g. nested Dict observations (D4RL/kitchen)
             raise DatasetError(f"{str(error).rstrip('.')} (downloaded {public.name!r}; nothing was registered).") from None
         final = root / public.name
         final.parent.mkdir(parents=True, exist_ok=True)

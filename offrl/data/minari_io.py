@@ -38,7 +38,8 @@ from minari.storage import get_dataset_path
 
 from offrl.data.d4rl_io import to_jsonable
 from offrl.data.dataset import Dataset, DatasetMetadata
-from offrl.errors import DatasetError
+from offrl.envs.factory import check_env_id, env_id_with_overrides
+from offrl.errors import ConfigError, DatasetError
 
 OFFRL_METADATA_KEY = "offrl_metadata"
 COST_INFO_KEY = "cost"  # Safety-Gymnasium's info key for a step's constraint cost
@@ -70,7 +71,12 @@ def read_minari(path_or_id: str | os.PathLike, clip_actions: bool = False) -> Da
     `path_or_id` is either a dataset directory (holding `data/metadata.json`, as Minari writes
     them under `$MINARI_DATASETS_PATH/<dataset_id>/`) or a dataset id that
     `minari.load_dataset(..., download=False)` finds locally; nothing is downloaded.
-    Only flat (1-D) Box observation and action spaces are supported. A step that is both
+    Observations are a flat (1-D) Box, or a Dict of flat Boxes (goal-conditioned sets such as
+    D4RL/antmaze: `observation`, `achieved_goal`, `desired_goal`), which is read as one vector,
+    its keys concatenated in the Dict's order, as `gymnasium.spaces.flatten` and offrl's evaluation
+    envs (`offrl.envs.factory.flatten_dict_observations`) order them. Actions are a flat Box.
+    The evaluation env is Minari's `eval_env_spec` (else `env_spec`), its id carrying the
+    constructor arguments that differ from the registered env (`env_id_with_overrides`). A step that is both
     terminated and truncated counts as terminal (the MDP ended: no bootstrap).
     With `clip_actions`, actions are clipped into the action space's (finite) bounds.
     """
@@ -79,9 +85,9 @@ def read_minari(path_or_id: str | os.PathLike, clip_actions: bool = False) -> Da
         meta = dict(mds.storage.metadata)
     except Exception as error:  # noqa: BLE001 - any failure here is a malformed dataset
         raise _unreadable(source, error) from error
-    _require_flat_box(mds.observation_space, "observation", source)
+    observation_keys = _observation_keys(mds.observation_space, source)
     _require_flat_box(mds.action_space, "action", source)
-    obs_dim = int(mds.observation_space.shape[0])
+    obs_dim = int(gym.spaces.flatdim(mds.observation_space))
     action_dim = int(mds.action_space.shape[0])
 
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc", "cost")}
@@ -91,7 +97,7 @@ def read_minari(path_or_id: str | os.PathLike, clip_actions: bool = False) -> Da
     try:
         for episode in mds.iterate_episodes():
             steps = len(episode.rewards)
-            observations = np.asarray(episode.observations)
+            observations = _flat_observations(episode.observations, observation_keys, steps)
             actions = np.asarray(episode.actions)
             if steps == 0:
                 skipped_empty += 1
@@ -148,6 +154,9 @@ def read_minari(path_or_id: str | os.PathLike, clip_actions: bool = False) -> Da
 
     provenance = dict(offrl_meta.get("provenance") or {})
     provenance["minari"] = _minari_info(meta)
+    if observation_keys is not None:
+        provenance["minari"]["observation_keys"] = {key: int(gym.spaces.flatdim(mds.observation_space[key]))
+                                                     for key in observation_keys}
     if skipped_empty:
         provenance["minari"]["skipped_empty_episodes"] = skipped_empty
     if both_flags:
@@ -159,10 +168,9 @@ def read_minari(path_or_id: str | os.PathLike, clip_actions: bool = False) -> Da
         provenance["clipped_action_values"] = int(np.count_nonzero(clipped != actions))
         actions = clipped
 
-    env_spec = mds.env_spec
     metadata = DatasetMetadata(
         name=meta.get("dataset_id"),
-        env_id=offrl_meta.get("env_id") or (env_spec.id if env_spec is not None else None),
+        env_id=offrl_meta.get("env_id") or _evaluation_env_id(meta, mds),
         ref_min_score=_optional_float(meta.get("ref_min_score"), "ref_min_score", source),
         ref_max_score=_optional_float(meta.get("ref_max_score"), "ref_max_score", source),
         action_low=low,
@@ -253,6 +261,33 @@ def _unreadable(source: str, error: Exception) -> DatasetError:
         f"Minari dataset '{source}' could not be read ({type(error).__name__}: {error}); "
         "expected an intact Minari dataset that this Minari version supports."
     )
+
+
+def _observation_keys(space: gym.Space, source: str) -> list[str] | None:
+    """None for a flat Box; the keys of a Dict whose every entry is a flat Box; else refused."""
+    if isinstance(space, gym.spaces.Dict):
+        for key, entry in space.spaces.items():
+            _require_flat_box(entry, f"observation['{key}']", source)
+        return list(space.spaces)
+    _require_flat_box(space, "observation", source)
+    return None
+
+
+def _flat_observations(observations: Any, keys: list[str] | None, steps: int) -> np.ndarray:
+    if keys is None:
+        return np.asarray(observations)
+    if not isinstance(observations, dict):
+        return np.asarray(observations)  # the shape check that follows names the problem
+    return np.concatenate([np.asarray(observations[key], np.float32).reshape(steps + 1, -1) for key in keys], axis=1)
+
+
+def _evaluation_env_id(meta: dict[str, Any], mds: Any) -> str | None:
+    """The id of Minari's evaluation env (else the collection env), with its non-default arguments."""
+    for key in ("eval_env_spec", "env_spec"):
+        env_id = env_id_with_overrides(meta.get(key))
+        if env_id is not None:
+            return env_id
+    return mds.env_spec.id if mds.env_spec is not None else None
 
 
 def _require_flat_box(space: gym.Space, kind: str, source: str) -> None:
@@ -453,8 +488,8 @@ def _registered_spec(env_id: str | None) -> gym.envs.registration.EnvSpec | None
     if not env_id:
         return None
     try:
-        return gym.spec(env_id)
-    except Exception:  # noqa: BLE001 - gymnasium raises several error types for unknown ids
+        return check_env_id(env_id)  # the registered spec with the id's overrides applied
+    except ConfigError:
         return None
 
 
