@@ -3,13 +3,15 @@
 The hand-written functions the model-based references use (MOPO's static_fns, OfflineRL-Kit
 offlinerlkit/utils/termination_fns.py), matched to Gymnasium's v4/v5 health checks. Each is a
 box on the next observation: the episode ends when any entry leaves [low, high]. Envs whose
-episodes only end by time limit (HalfCheetah, Swimmer, Pendulum) never terminate.
+episodes only end by time limit (HalfCheetah, Swimmer, Pendulum) never terminate. Other envs use
+`--termination learned` (the dynamics ensemble's terminal head) or `--termination never`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from offrl.envs.factory import split_env_id
 from offrl.errors import ConfigError
 
 INF = np.inf
@@ -28,7 +30,7 @@ _HEALTHY_BOXES: dict[str, dict] = {
 
 
 def env_name(env_id: str) -> str:
-    return env_id.split("/")[-1].split("-v")[0]
+    return split_env_id(env_id)[0].split("/")[-1].split("-v")[0]
 
 
 def has_termination_function(env_id: str | None) -> bool:
@@ -40,7 +42,8 @@ def termination_box(env_id: str | None, observation_dim: int) -> tuple[np.ndarra
     if not has_termination_function(env_id):
         raise ConfigError(
             f"Env {env_id!r} has no termination function for model rollouts; expected one of "
-            f"{', '.join(sorted(_HEALTHY_BOXES))} (or a dataset with an env id that names one)."
+            f"{', '.join(sorted(_HEALTHY_BOXES))} (or a dataset with an env id that names one), or --termination learned "
+            "(a terminal head trained on the dataset's terminals) or --termination never (episodes end only by time limit)."
         )
     low, high = np.full(observation_dim, -INF), np.full(observation_dim, INF)
     for index, (lo, hi) in _HEALTHY_BOXES[env_name(env_id)].items():
