@@ -12,9 +12,10 @@ from offrl.algos import ALGORITHMS
 from offrl.cli import main
 from offrl.data.d4rl_io import write_npz
 from offrl.data.registry import import_dataset
+from offrl.errors import ConfigError
 from offrl.sweep.spec import parse_spec
 from offrl.train.offline import TrainConfig
-from offrl.train.presets import choose_preset, load_presets
+from offrl.train.presets import choose_preset, load_presets, preset_key_for
 
 from reliability_helpers import pendulum_shaped_dataset
 
@@ -79,13 +80,16 @@ def test_presets_hold_the_references_values():
 
 def test_fql_presets_hold_the_readmes_values():
     """seohongpark/fql README.md at 719d04417cb0b206deddbc7d761b3e710c3d750c, "FQL on D4RL":
-    antmaze-umaze-v2 --offline_steps=500000 --agent.alpha=10, antmaze-large-play-v2 --agent.alpha=3;
+    antmaze-umaze-v2 --offline_steps=500000 --agent.alpha=10, antmaze-large-play-v2 --agent.alpha=3,
+    pen-expert-v1 --offline_steps=500000 --agent.q_agg=min --agent.alpha=3000, hammer-cloned-v1 --agent.alpha=10000;
     the runs keep agents/fql.py get_config's normalize_q_loss=False."""
     fql = load_presets("fql")
     assert fql["antmaze-umaze-v2"].config == {"alpha": 10.0, "normalize_q_loss": False}
     assert fql["antmaze-large-play-v2"].config["alpha"] == 3.0 and fql["antmaze-large-play-v2"].train["steps"] == 500_000
     assert fql["antmaze-umaze-v2"].train["reward_offset"] == -1.0  # envs/d4rl_utils.py get_dataset: rewards - 1.0
-    assert not any(name.startswith(("pen", "door", "hammer", "relocate")) for name in fql)  # no preset key in offrl
+    assert fql["pen-expert-v1"].config == {"alpha": 3000.0, "q_aggregation": "min", "normalize_q_loss": False}
+    assert fql["hammer-cloned-v1"].config["alpha"] == 10000.0 and fql["hammer-cloned-v1"].train["steps"] == 500_000
+    assert "reward_offset" not in fql["pen-expert-v1"].train  # d4rl_utils.py shifts AntMaze rewards only
 
 
 def test_riql_presets_hold_the_configs_values():
@@ -122,6 +126,67 @@ def test_public_name_picks_its_preset_and_flags_override_it(capsys):
     explicit = printed_config(capsys, "iql", "--dataset", "d4rl/hopper-random-v2", "--preset", "hopper-medium-replay-v2")
     assert explicit["algorithm_config"]["tau"] == 0.001
     assert printed_config(capsys, "bc", "--dataset", "d4rl/hopper-medium-v2")["preset"] is None  # no tuning: defaults
+
+
+def test_minari_adroit_names_pick_corls_adroit_presets(capsys):
+    """Minari's D4RL/<task>/<level>-v2 are D4RL's <task>-<level>-v1 (Farama-Foundation/minari-dataset-generation-scripts
+    scripts/adroit/recreate_adroit_pen.py@62f1432), CORL's Adroit config names. Values hand-copied from
+    tinkoff-ai/CORL@6afec90: configs/offline/iql/pen/human_v1.yaml (iql_tau 0.8, beta 3.0, normalize_reward false,
+    actor_dropout 0.1), configs/offline/rebrac/pen/human_v1.yaml (actor_bc_coef 0.1, critic_bc_coef 0.5,
+    actor_learning_rate 3e-4, batch_size 256, num_epochs 1000 x num_updates_on_epoch 1000),
+    configs/offline/td3_bc/pen/human_v1.yaml (alpha 2.5, max_timesteps 1000000),
+    configs/offline/edac/pen/human_v1.yaml (num_critics 20, eta 1000.0) and
+    configs/offline/dt/hammer/expert_v1.yaml (target_returns [12800, 6400], reward_scale 1.0)."""
+    assert [preset_key_for(f"D4RL/{task}/cloned-v2") for task in ("pen", "door", "hammer", "relocate")] == [
+        "pen-cloned-v1", "door-cloned-v1", "hammer-cloned-v1", "relocate-cloned-v1"]
+    assert preset_key_for("D4RL/kitchen/mixed-v2") is None and preset_key_for("D4RL/pen/human-v1") is None
+    iql = printed_config(capsys, "iql", "--dataset", "D4RL/pen/human-v2")
+    assert iql["preset"]["name"] == "pen-human-v1" and iql["preset_line"].startswith("preset: iql/pen-human-v1")
+    assert iql["preset"]["source"] == "tinkoff-ai/CORL@6afec90 configs/offline/iql/pen/human_v1.yaml"
+    assert (iql["algorithm_config"]["expectile"], iql["algorithm_config"]["temperature"]) == (0.8, 3.0)
+    assert iql["algorithm_config"]["normalize_rewards"] is False  # offrl's IQL default scales rewards
+    assert "dropout 0.1" in iql["preset"]["note"]  # said, since offrl's IQL actor has no dropout
+    rebrac = printed_config(capsys, "rebrac", "--dataset", "D4RL/pen/human-v2")
+    chosen = rebrac["algorithm_config"]
+    assert (chosen["actor_bc_coef"], chosen["critic_bc_coef"], chosen["actor_learning_rate"], chosen["batch_size"]) == (
+        0.1, 0.5, 0.0003, 256)
+    assert rebrac["train"]["steps"] == 1_000_000 and rebrac["train"]["reward_multiplier"] == 1.0
+    td3bc = printed_config(capsys, "td3bc", "--dataset", "D4RL/pen/human-v2")
+    assert td3bc["preset"]["name"] == "pen-human-v1" and td3bc["algorithm_config"]["alpha"] == 2.5
+    assert td3bc["train"]["steps"] == 1_000_000
+    edac = load_presets("edac")["pen-human-v1"]
+    assert (edac.config["num_critics"], edac.config["eta"], edac.train["steps"]) == (20, 1000.0, 3_000_000)
+    dt = load_presets("dt")["hammer-expert-v1"]
+    assert (dt.config["target_return"], dt.config["return_scale"]) == (12800.0, 1.0)
+    given = printed_config(capsys, "rebrac", "--dataset", "D4RL/pen/human-v2", "--actor-bc-coef", "0.3",
+                           "--steps", "5000")
+    assert given["algorithm_config"]["actor_bc_coef"] == 0.3 and given["algorithm_config"]["critic_bc_coef"] == 0.5
+    assert given["train"]["steps"] == 5000
+    off = printed_config(capsys, "rebrac", "--dataset", "D4RL/pen/human-v2", "--preset", "none")
+    defaults = ALGORITHMS["rebrac"].Config()
+    assert off["preset"] is None and off["preset_line"].startswith("preset: none (--preset none)")
+    assert (off["algorithm_config"]["actor_bc_coef"], off["algorithm_config"]["batch_size"]) == (defaults.actor_bc_coef,
+                                                                                               defaults.batch_size)
+    code, out, _ = run_cli(capsys, "presets", "edac")
+    assert code == 0 and "pen-human-v1" in out and "eta=1000.0" in out
+    assert "configs/offline/edac/pen/human_v1.yaml" in out
+
+
+def test_a_preset_for_another_adroit_task_is_refused(capsys):
+    code, _, err = run_cli(capsys, "train", "iql", "--dataset", "D4RL/pen/human-v2", "--preset", "door-human-v1",
+                           "--print-config")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "tuned for door" in err
+    explicit = printed_config(capsys, "iql", "--dataset", "D4RL/pen/human-v2", "--preset", "pen-expert-v1")
+    assert explicit["preset"]["name"] == "pen-expert-v1"  # same task, another level: allowed
+    # the env id a Minari Adroit dataset records (gymnasium-robotics', with its evaluation overrides)
+    pen_env = 'AdroitHandPen-v1 {"max_episode_steps": 100}'
+    assert choose_preset("iql", "pen-cloned-v1", "D4RL/pen/human-v2", pen_env).name == "pen-cloned-v1"
+    with pytest.raises(ConfigError, match="tuned for door"):
+        choose_preset("iql", "door-human-v1", "D4RL/pen/human-v2", pen_env)
+    with pytest.raises(ConfigError, match="tuned for pen"):  # Pendulum is not pen
+        choose_preset("iql", "pen-human-v1", "my-pendulum-logs", "Pendulum-v1")
+    with pytest.raises(ConfigError, match="tuned for hopper"):
+        choose_preset("iql", "hopper-medium-v2", "D4RL/relocate/expert-v2", "AdroitHandRelocate-v1")
 
 
 def test_bad_preset_input_is_one_sentence(capsys):

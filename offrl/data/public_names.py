@@ -8,9 +8,9 @@ which `offrl datasets download NAME` puts there. Nothing here touches the networ
   walker2d, ant and level in random, medium, medium-replay, medium-expert, expert, full-replay.
   URL and reference scores as d4rl/infos.py builds them (its "Gym-MuJoCo V1/V2 envs" loop):
   `<base>/gym_mujoco_v2/<env>_<level with '_'>-v2.hdf5`, REF_MIN/MAX_SCORE of `<env>-random-v0`.
-- Minari ids (`mujoco/hopper/medium-v0`, `D4RL/antmaze/umaze-v1`, ...): downloaded through Minari's
-  own API. Minari's `mujoco/*-v0` datasets record no reference scores, so their scores are returns
-  unless the user supplies references.
+- Minari ids (`mujoco/hopper/medium-v0`, `D4RL/antmaze/umaze-v1`, `D4RL/pen/human-v2`, ...):
+  downloaded through Minari's own API. Minari's `mujoco/*-v0` datasets record no reference scores,
+  so their scores are returns unless the user supplies references.
 """
 
 from __future__ import annotations
@@ -33,13 +33,16 @@ _D4RL = re.compile(rf"^d4rl/(?P<env>{'|'.join(D4RL_ENVS)})-(?P<level>{'|'.join(D
 # Minari's remote datasets offrl knows by name (farama-minari on Hugging Face: mujoco/<env>/<level>-v0;
 # the D4RL ports under D4RL/). Other Minari ids can still be downloaded: Minari is asked as given.
 _MINARI_MUJOCO_ENVS = ("ant", "halfcheetah", "hopper", "humanoid", "walker2d")
+ADROIT_TASKS = ("door", "hammer", "pen", "relocate")
+ADROIT_LEVELS = ("human", "cloned", "expert")
 MINARI_IDS = (
     *(f"mujoco/{env}/{level}-v0" for env in _MINARI_MUJOCO_ENVS for level in ("expert", "medium", "simple")),
     *(f"D4RL/antmaze/{maze}-v1" for maze in ("umaze", "umaze-diverse", "medium-play", "medium-diverse",
                                              "large-play", "large-diverse")),
-    *(f"D4RL/{task}/{kind}-v2" for task in ("door", "hammer", "pen", "relocate") for kind in ("human", "cloned", "expert")),
+    *(f"D4RL/{task}/{kind}-v2" for task in ADROIT_TASKS for kind in ADROIT_LEVELS),
     *(f"D4RL/kitchen/{kind}-v2" for kind in ("complete", "partial", "mixed")),
 )
+_MINARI_ADROIT = re.compile(rf"D4RL/(?P<task>{'|'.join(ADROIT_TASKS)})/(?P<level>{'|'.join(ADROIT_LEVELS)})-v2")
 _MINARI_ID = re.compile(r"^[A-Za-z0-9][\w\-]*(/[\w\-]+)+-v\d+$")
 
 
@@ -66,7 +69,14 @@ class PublicName:
             return f"{self.env}-{self.level}-v2"
         match = re.fullmatch(r"D4RL/antmaze/(?P<maze>[\w\-]+)-v1", self.name)
         # Minari's D4RL/antmaze/*-v1 are the ports of D4RL's antmaze-*-v2 (the references' tuned sets).
-        return f"antmaze-{match.group('maze')}-v2" if match else None
+        if match:
+            return f"antmaze-{match.group('maze')}-v2"
+        # Minari's D4RL/<task>/<level>-v2 are D4RL's Adroit <task>-<level>-v1 files replayed in
+        # gymnasium-robotics' AdroitHand<Task>-v1 (Farama-Foundation/minari-dataset-generation-scripts
+        # scripts/adroit/recreate_adroit_pen.py@62f1432 and recreate_adroit_door.py@ec56bf2: d4rl_dataset_name
+        # '<task>-<level>-v1' -> minari_dataset_name 'D4RL/<task>/<level>-v2'); CORL's configs use the -v1 names.
+        match = re.fullmatch(_MINARI_ADROIT, self.name)
+        return f"{match.group('task')}-{match.group('level')}-v1" if match else None
 
     @property
     def how_to_get(self) -> str:

@@ -1,15 +1,15 @@
 """Per-dataset settings ("presets"), one data file per algorithm, each entry citing its source.
 
 `<algorithm>.json` holds `{"algorithm", "about", "presets": {DATASET: entry}}`; DATASET is D4RL's
-own name (`hopper-medium-replay-v2`, `antmaze-umaze-v2`); an entry is algorithm Config fields,
-optionally `"train"` (TrainConfig fields: the reference's budget and evaluation episodes),
-`"source"` (the reference file, with its repository and commit) and `"note"` (what the reference
-sets that offrl cannot express, said rather than hidden).
+own name (`hopper-medium-replay-v2`, `antmaze-umaze-v2`, `pen-human-v1`); an entry is algorithm
+Config fields, optionally `"train"` (TrainConfig fields: the reference's budget and evaluation
+episodes), `"source"` (the reference file, with its repository and commit) and `"note"` (what the
+reference sets that offrl cannot express, said rather than hidden).
 
 Order of precedence, lowest first: the algorithm's defaults, the preset, flags the user gives.
-A public dataset name (`d4rl/hopper-medium-replay-v2`, Minari's `D4RL/antmaze/umaze-v1`) picks
-its preset automatically; `--preset NAME` picks one by hand and `--preset none` turns it off. A
-preset for another environment than the dataset's is refused.
+A public dataset name (`d4rl/hopper-medium-replay-v2`, Minari's `D4RL/antmaze/umaze-v1` or
+`D4RL/pen/human-v2`) picks its preset automatically; `--preset NAME` picks one by hand and
+`--preset none` turns it off. A preset for another environment than the dataset's is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from offrl.data.public_names import parse_public_name
 from offrl.errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent
+_ADROIT_PREFIX = "adroithand"  # gymnasium-robotics' AdroitHandPen-v1, AdroitHandDoor-v1, ...
 NONE = "none"
 AUTO = "auto"
 
@@ -41,7 +42,7 @@ class Preset:
 
     @property
     def env(self) -> str:
-        return self.name.split("-", 1)[0]  # hopper, halfcheetah, walker2d, antmaze
+        return self.name.split("-", 1)[0]  # hopper, halfcheetah, walker2d, antmaze, pen, door, hammer, relocate
 
     def to_json(self) -> dict[str, Any]:
         return {"algorithm": self.algorithm, "name": self.name, "config": dict(self.config), "train": dict(self.train),
@@ -98,8 +99,11 @@ def choose_preset(algorithm: str, requested: str | None, dataset_name: str | Non
 
 
 def _env_family(name: str) -> str:
-    """hopper / halfcheetah / walker2d / ant / antmaze from an env id or preset env ("Hopper-v4" -> "hopper")."""
-    lowered = name.lower().split("-v")[0].replace("_", "").replace("-", "")
+    """hopper / halfcheetah / walker2d / ant / antmaze / pen / door / hammer / relocate from an env id (with or
+    without its overrides: 'AdroitHandPen-v1 {"max_episode_steps": 200}') or a preset env ("Hopper-v4" -> "hopper")."""
+    lowered = name.partition(" ")[0].lower().split("-v")[0].replace("_", "").replace("-", "")
+    if lowered.startswith(_ADROIT_PREFIX):  # by prefix, not substring: Pendulum-v1 is not pen
+        return lowered[len(_ADROIT_PREFIX):]
     for family in ("antmaze", "halfcheetah", "walker2d", "hopper", "ant"):
         if family in lowered:
             return family
