@@ -1,5 +1,5 @@
-"""Model-based speed: dynamics-ensemble training time, and updates/s of MOPO (rollouts included)
-beside TD3+BC on the same data, each as the engine runs it (one compiled chunk of updates).
+"""Model-based speed: dynamics-ensemble training time, and updates/s of MOPO, MOBILE, COMBO and RAVL
+(rollouts included) beside TD3+BC on the same data, each as the engine runs it (one compiled chunk).
 
 Data: the learning tests' 80%-random Pendulum-v1 data (40 episodes, 8,000 transitions) unless
 `--dataset NAME` names a registered one. MOPO runs with run_mopo.py's defaults (256x256 SAC,
@@ -8,7 +8,7 @@ holds exactly one rollout round; the ensemble is 7 x 4 x 200 (MBPO), trained for
 `--model-epochs` epochs (time per epoch reported; the full run stops after 5 epochs without
 improvement). Prints one JSON line per measurement.
 
-    python benchmarks/model_based_speed.py [--dataset NAME] [--chunk 1000] [--model-epochs 20]
+    python benchmarks/model_based_speed.py [--dataset NAME] [--chunk 1000] [--model-epochs 20] [--algos td3bc,mopo,...]
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--chunk", type=int, default=1000)
     parser.add_argument("--model-epochs", type=int, default=20)
+    parser.add_argument("--algos", default="td3bc,mopo,mobile,combo,ravl", help="comma-separated; model-free ones run as they are")
     args = parser.parse_args()
     print(json.dumps({"machine": f"{platform.machine()} {os.cpu_count()} CPUs, JAX {jax.__version__} on {jax.default_backend()}",
                       "load_average": os.getloadavg()}), flush=True)
@@ -80,8 +81,12 @@ def main() -> None:
           flush=True)
     with tempfile.TemporaryDirectory() as directory:
         os.environ["OFFRL_DATA_DIR"] = directory  # the model cache of this measurement only
-        print(json.dumps(updates_per_second("td3bc", dataset, args.chunk, {})), flush=True)
-        print(json.dumps(updates_per_second("mopo", dataset, args.chunk, {"termination": "never", "dynamics_max_epochs": 2})), flush=True)
+        for name in args.algos.split(","):
+            algo = get_algorithm(name)
+            # Model-based: each at its defaults (its own rollout schedule), a 2-epoch ensemble shared
+            # through the temporary cache; Pendulum never terminates.
+            overrides = {"termination": "never", "dynamics_max_epochs": 2} if hasattr(algo, "rollout_settings") else {}
+            print(json.dumps(updates_per_second(name, dataset, args.chunk, overrides)), flush=True)
 
 
 if __name__ == "__main__":
