@@ -2,9 +2,9 @@
 
 A model directory holds `model.msgpack` (parameters, input standardisation, elites) and
 `meta.json` (the dataset fingerprint, the DynamicsConfig, the action bounds the actions were
-scaled with, held-out errors); `meta.json` is written last, so a directory without it is
-incomplete and never read. Every algorithm and seed trained on one dataset with one config
-finds the same directory, `<cache_dir>/<fingerprint[:16]>-<config hash[:12]>`.
+scaled with, held-out errors and, with a terminal head, its held-out accuracy); `meta.json` is
+written last, so a directory without it is incomplete and never read. Every algorithm and seed
+trained on one dataset with one config finds the same directory, `<cache_dir>/<fingerprint[:16]>-<config hash[:12]>`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ MODEL_FILE, META_FILE = "model.msgpack", "meta.json"
 
 
 def config_json(config: DynamicsConfig) -> dict[str, Any]:
-    return {name: list(value) if isinstance(value, tuple) else value for name, value in dataclasses.asdict(config).items()}
+    """The config as meta.json and the cache key hold it. The terminal head's fields appear only with
+    the head, so models cached before the head existed keep their keys, and one with a head never
+    shares a key with one without."""
+    fields = {name: list(value) if isinstance(value, tuple) else value for name, value in dataclasses.asdict(config).items()}
+    if not config.terminal_head:
+        for name in ("terminal_head", "terminal_positive_weight"):
+            del fields[name]
+    return fields
 
 
 def cache_key(fingerprint: dict[str, Any], config: DynamicsConfig, action_scaling: dict[str, Any]) -> str:
@@ -49,7 +56,7 @@ def save_model(directory: str | Path, trained: TrainedDynamics, fingerprint: dic
         "action_scaling": action_scaling, "observation_dim": model.observation_dim,
         "holdout_mse": trained.holdout_mse.tolist(), "elites": np.asarray(model.elites).tolist(),
         "epochs": trained.epochs, "train_seconds": trained.seconds, "num_train": trained.num_train,
-        "num_holdout": trained.num_holdout,
+        "num_holdout": trained.num_holdout, "holdout_terminal": trained.holdout_terminal,
     })
     return directory
 
@@ -80,7 +87,8 @@ def load_model(directory: str | Path, fingerprint: dict[str, Any]) -> tuple[Dyna
     params = _as_jax(state["params"])
     model = DynamicsModel(params=params, input_mean=jnp.asarray(state["input_mean"]), input_std=jnp.asarray(state["input_std"]),
                           elites=jnp.asarray(state["elites"], jnp.int32), observation_dim=int(meta["observation_dim"]),
-                          hidden_dims=tuple(config.hidden_dims), num_models=config.num_models)
+                          hidden_dims=tuple(config.hidden_dims), num_models=config.num_models,
+                          terminal_head=config.terminal_head)
     return model, {**meta, "directory": str(directory)}
 
 

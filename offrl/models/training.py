@@ -6,6 +6,10 @@ transitions, Gaussian negative log-likelihood with a 0.01 penalty on the learned
 bounds, per-layer weight decay, Adam 1e-3, batch 256; each member keeps its best parameters on
 held-out error (an improvement counts when it is over 1%), and training stops after 5 epochs
 without one (or at `max_epochs`). The `num_elites` members with the lowest held-out MSE are the elites.
+
+With `terminal_head` (for envs without a hand-written termination function) each member also
+predicts a terminal logit, trained beside the Gaussian loss with binary cross-entropy on the
+dataset's `terminals`; the held-out terminal and non-terminal rows report its accuracy.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ class DynamicsConfig:
     max_epochs_since_update: int = 5  # run_mopo.py dynamics.train(..., max_epochs_since_update=5)
     max_epochs: int = 0  # 0: no cap besides the stopping rule (OfflineRL-Kit max_epochs=None)
     seed: int = 0
+    # a terminal logit per member (offrl's addition, not MBPO's: the references use hand-written
+    # termination functions); set by `--termination learned`, so it is part of the cache key
+    terminal_head: bool = False
+    terminal_positive_weight: float | None = None  # a terminal row's weight in the head's loss; None: terminal_positive_weight()
 
     def validate(self) -> None:
         if self.num_models <= 0 or not 0 < self.num_elites <= self.num_models:
@@ -51,6 +59,9 @@ class DynamicsConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} is {getattr(self, name)}; expected a positive integer.")
         if self.max_epochs < 0:
             raise ConfigError(f"--max-epochs is {self.max_epochs}; expected 0 (no cap) or a positive integer.")
+        weight = self.terminal_positive_weight
+        if weight is not None and not weight > 0:
+            raise ConfigError(f"The terminal positive weight is {weight}; expected a number > 0 (or none: the square-root rule).")
 
 
 @dataclass
@@ -62,6 +73,7 @@ class TrainedDynamics:
     num_train: int
     num_holdout: int
     holdout_rows: np.ndarray  # the dataset rows held out (never trained on)
+    holdout_terminal: dict | None = None  # the terminal head's held-out accuracy (`terminal_accuracy`); None without one
 
 
 def holdout_size(num_transitions: int, config: DynamicsConfig) -> int:
@@ -76,6 +88,42 @@ def check_dataset_size(num_transitions: int, config: DynamicsConfig, where: str 
             f"{where} has {num_transitions} transitions, too few to hold out {config.holdout_ratio:.0%} for choosing "
             f"elites and train on the rest; expected at least {needed} transitions."
         )
+
+
+def check_terminal_rows(terminals: np.ndarray | None, flag: str, where: str = "the dataset") -> None:
+    """A terminal head needs terminal rows to learn from."""
+    if terminals is None or not np.any(terminals):
+        raise ConfigError(f"{flag} needs terminal rows to learn termination from, but {where} has none; "
+                          "use --termination never if its episodes end only by time limit.")
+
+
+def terminal_positive_weight(terminals: np.ndarray) -> float:
+    """The weight of a terminal row in the head's cross-entropy: sqrt(non-terminal / terminal rows).
+    Terminal rows are rare (4.5% of random Hopper-v5 rows, far fewer in D4RL's longer episodes), so
+    unweighted the head mostly says "never" (recall 0.51 there); the full inverse ratio calls states
+    near a terminal one terminal and cuts rollouts short (precision 0.45); the square root sits
+    between (recall 0.93, precision 0.66: benchmarks/learned_termination.py)."""
+    positives = float(np.sum(terminals))
+    return float(np.sqrt(max(len(terminals) - positives, 1.0) / max(positives, 1.0))) if positives else 1.0
+
+
+def terminal_accuracy(terminal_logit: np.ndarray, labels: np.ndarray, elites: np.ndarray) -> dict:
+    """Held-out accuracy of the terminal head, per member and for the elites' mean probability (what
+    rollouts threshold at 0.5): `recall` on terminal rows, `specificity` on non-terminal rows, and
+    for the elites `precision`, the share of rows called terminal that are (what cuts rollouts
+    short when low); None where the held-out split has no such row."""
+    probability = 1.0 / (1.0 + np.exp(-np.asarray(terminal_logit, np.float64)))
+    predicted = {"members": probability > 0.5, "elites": probability[elites].mean(0) > 0.5}
+    labels = np.asarray(labels) > 0.5
+
+    def rate(prediction, rows, value):
+        return None if not rows.any() else np.mean(prediction[..., rows] == value, axis=-1).tolist()
+
+    return {"terminal_rows": int(labels.sum()), "non_terminal_rows": int((~labels).sum()),
+            "recall": rate(predicted["members"], labels, True), "specificity": rate(predicted["members"], ~labels, False),
+            "elite_recall": rate(predicted["elites"], labels, True),
+            "elite_specificity": rate(predicted["elites"], ~labels, False),
+            "elite_precision": None if not predicted["elites"].any() else float(labels[predicted["elites"]].mean())}
 
 
 def _weight_decay_loss(params: dict, decays: tuple[float, ...]) -> jax.Array:
@@ -94,14 +142,21 @@ def _keep_improved(params: dict, best: dict, improved: jax.Array) -> dict:
 
 
 def train_dynamics(observations: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_observations: np.ndarray,
-                   config: DynamicsConfig, log=None) -> TrainedDynamics:
-    """Train an ensemble on raw observations and actions already scaled to [-1, 1]."""
+                   config: DynamicsConfig, log=None, terminals: np.ndarray | None = None) -> TrainedDynamics:
+    """Train an ensemble on raw observations and actions already scaled to [-1, 1] (and, with
+    `config.terminal_head`, the `terminals` flags)."""
     config.validate()
     count = len(rewards)
     check_dataset_size(count, config)
+    if config.terminal_head:
+        check_terminal_rows(terminals, "A dynamics model with a terminal head")
     started = time.perf_counter()
     inputs = np.concatenate([observations, actions], 1).astype(np.float32)
-    targets = np.concatenate([next_observations - observations, rewards[:, None]], 1).astype(np.float32)
+    columns = [next_observations - observations, rewards[:, None]]
+    if config.terminal_head:  # the terminal label rides as the last target column
+        columns.append(np.asarray(terminals, np.float32)[:, None])
+    targets = np.concatenate(columns, 1).astype(np.float32)
+    gaussian = slice(0, observations.shape[1] + 1)  # the target columns the Gaussian models
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(count)
     held_out = holdout_size(count, config)
@@ -115,7 +170,10 @@ def train_dynamics(observations: np.ndarray, actions: np.ndarray, rewards: np.nd
     holdout_inputs = (holdout_inputs - mean) / std
 
     obs_dim = observations.shape[1]
-    network = DynamicsEnsemble(obs_dim, config.hidden_dims, config.num_models)
+    network = DynamicsEnsemble(obs_dim, config.hidden_dims, config.num_models, config.terminal_head)
+    positive_weight = 1.0
+    if config.terminal_head:
+        positive_weight = config.terminal_positive_weight or terminal_positive_weight(targets[train_rows, -1])
     optimizer = optax.adam(config.learning_rate)
 
     @jax.jit
@@ -126,10 +184,16 @@ def train_dynamics(observations: np.ndarray, actions: np.ndarray, rewards: np.nd
     params, opt_state = initial(jax.random.PRNGKey(config.seed))
 
     def loss_fn(params, batch_inputs, batch_targets):
-        mean_out, logvar = network.apply(params, batch_inputs)
-        nll = (((mean_out - batch_targets) ** 2) * jnp.exp(-logvar)).mean(axis=(1, 2)).sum() + logvar.mean(axis=(1, 2)).sum()
+        mean_out, logvar, terminal_logit = network.apply(params, batch_inputs)
+        gaussian_targets = batch_targets[..., gaussian]
+        nll = (((mean_out - gaussian_targets) ** 2) * jnp.exp(-logvar)).mean(axis=(1, 2)).sum() + logvar.mean(axis=(1, 2)).sum()
         bounds = params["params"]["max_logvar"].sum() - params["params"]["min_logvar"].sum()
-        return nll + config.logvar_loss_coef * bounds + _weight_decay_loss(params, config.weight_decay)
+        loss = nll + config.logvar_loss_coef * bounds + _weight_decay_loss(params, config.weight_decay)
+        if terminal_logit is not None:  # weighted binary cross-entropy, summed over members like the NLL
+            labels = batch_targets[..., -1]
+            weights = jnp.where(labels > 0.5, positive_weight, 1.0)
+            loss += (optax.sigmoid_binary_cross_entropy(terminal_logit, labels) * weights).mean(axis=1).sum()
+        return loss
 
     def step(carry, batch):
         params, opt_state = carry
@@ -140,8 +204,8 @@ def train_dynamics(observations: np.ndarray, actions: np.ndarray, rewards: np.nd
     @jax.jit
     def epoch(params, opt_state, batch_inputs, batch_targets):
         (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), (batch_inputs, batch_targets))
-        mean_out, _ = network.apply(params, holdout_inputs)
-        return params, opt_state, ((mean_out - holdout_targets) ** 2).mean(axis=(1, 2))
+        mean_out, _, _ = network.apply(params, holdout_inputs)
+        return params, opt_state, ((mean_out - holdout_targets[:, gaussian]) ** 2).mean(axis=(1, 2))
 
     num_train = len(train_rows)
     batch_size = min(config.batch_size, num_train)
@@ -171,6 +235,13 @@ def train_dynamics(observations: np.ndarray, actions: np.ndarray, rewards: np.nd
     elites = np.argsort(best_mse)[: config.num_elites]
     model = DynamicsModel(params=best_params, input_mean=jnp.asarray(mean), input_std=jnp.asarray(std),
                           elites=jnp.asarray(elites, jnp.int32), observation_dim=obs_dim,
-                          hidden_dims=tuple(config.hidden_dims), num_models=config.num_models)
+                          hidden_dims=tuple(config.hidden_dims), num_models=config.num_models,
+                          terminal_head=config.terminal_head)
+    holdout_terminal = None
+    if config.terminal_head:
+        _, _, terminal_logit = jax.jit(network.apply)(best_params, holdout_inputs)  # one compile, not one per op
+        holdout_terminal = {**terminal_accuracy(np.asarray(terminal_logit), np.asarray(holdout_targets[:, -1]), elites),
+                            "positive_weight": positive_weight}
     return TrainedDynamics(model=model, holdout_mse=best_mse, epochs=epochs, seconds=time.perf_counter() - started,
-                           num_train=num_train, num_holdout=held_out, holdout_rows=holdout_rows)
+                           num_train=num_train, num_holdout=held_out, holdout_rows=holdout_rows,
+                           holdout_terminal=holdout_terminal)

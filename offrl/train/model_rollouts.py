@@ -9,8 +9,9 @@ An algorithm opts in with a `rollout_settings(config) -> RolloutSettings` hook a
   the model (a uniformly drawn elite per transition, MOPO/MBPO), subtracts
   `penalty_coef * max_i ||std_i||` (MOPO's penalty over the elites, Unifloral algorithms/dynamics.py)
   and writes the rows into the state's model buffer; a rollout stops at its first predicted
-  terminal (the env's termination function, offrl/envs/termination.py): the terminal transition
-  is kept, nothing after it is written;
+  terminal (the env's termination function, offrl/envs/termination.py, or with
+  `termination="learned"` the ensemble's terminal head): the terminal transition is kept,
+  nothing after it is written;
 - draws each batch as `real_ratio` dataset rows and the rest model-buffer rows;
 - logs the latest rollout's statistics (ROLLOUT_STATISTICS) with the update metrics.
 An algorithm whose penalty needs the model at every update (MOBILE: the spread of target values
@@ -20,6 +21,10 @@ returning one reward penalty per row, in the critic's (scaled) reward units; the
 on the batch's model rows only, before `update`, and subtracts it from their rewards
 (`penalise_model_rows`). `sample_next_observations(observations, actions, key, num_samples)`
 draws from every elite's Gaussian, in the algorithm's (normalised) observation units.
+Learned termination thresholds the elites' mean terminal probability at 0.5, not that of the
+elite that produced the step: the head sees (s, a), not the sampled next state, so which elite
+was drawn carries no information about termination, and the mean of the members the model
+trusts most is the steadier (better calibrated) classifier.
 Nothing returns to the host per rollout. Under a `vmap` seed axis the rollout's `lax.cond`
 becomes a select, so rollouts are computed every update (CPU's default `map` axis keeps the cond).
 """
@@ -44,10 +49,11 @@ from offrl.errors import ConfigError
 from offrl.models.buffer import ROLLOUT_STATISTICS, ModelBuffer
 from offrl.models.cache import cached_model, load_model
 from offrl.models.ensemble import sample_elite, sample_elite_next_observations
-from offrl.models.training import DynamicsConfig, check_dataset_size, train_dynamics
+from offrl.models.training import DynamicsConfig, check_dataset_size, check_terminal_rows, train_dynamics
 from offrl.types import Batch
 
 FIELDS = ("observations", "actions", "rewards", "next_observations", "dones")
+TERMINATIONS = ("env", "never", "learned")
 
 
 def uses_model_rollouts(algo: ModuleType) -> bool:
@@ -55,11 +61,12 @@ def uses_model_rollouts(algo: ModuleType) -> bool:
 
 
 def dynamics_config_of(algo_config: Any) -> DynamicsConfig:
-    """The DynamicsConfig an algorithm asks for: its `dynamics_<field>` fields over the defaults."""
+    """The DynamicsConfig an algorithm asks for: its `dynamics_<field>` fields over the defaults,
+    with a terminal head when its `termination` is "learned"."""
     fields = DynamicsConfig.__dataclass_fields__
     chosen = {field.name[len("dynamics_"):]: getattr(algo_config, field.name) for field in dataclasses.fields(algo_config)
               if field.name.startswith("dynamics_") and field.name[len("dynamics_"):] in fields}
-    return DynamicsConfig(**chosen)
+    return DynamicsConfig(**chosen, terminal_head=getattr(algo_config, "termination", "env") == "learned")
 
 
 def models_dir(data_dir: str | None = None) -> Path:
@@ -76,13 +83,17 @@ def dataset_dynamics(dataset: Dataset, normalizer: Normalizer, config: DynamicsC
     fingerprint = dataset_fingerprint(dataset)
     if model_path is not None:
         model, meta = load_model(model_path, fingerprint)
+        if config.terminal_head and not model.terminal_head:
+            raise ConfigError(f"The dynamics model in '{model_path}' has no terminal head; expected one trained for "
+                              "--termination learned (or by `offrl models train --terminal-head`).")
         return model, meta, True
     config.validate()
     check_dataset_size(dataset.num_transitions, config, where=f"Dataset {dataset_name or dataset!r}")
     scaled_actions = np.clip(normalizer.scale_actions(dataset.actions), -1.0, 1.0).astype(np.float32)
 
     def train():
-        return train_dynamics(dataset.observations, scaled_actions, dataset.rewards, dataset.next_observations, config, log=log)
+        return train_dynamics(dataset.observations, scaled_actions, dataset.rewards, dataset.next_observations, config, log=log,
+                              terminals=dataset.terminals)
 
     return cached_model(cache_dir or models_dir(), fingerprint, config, action_scaling(normalizer), train,
                         retrain=retrain, dataset_name=dataset_name)
@@ -94,12 +105,16 @@ def model_rollout_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, n
     settings = algo.rollout_settings(algo_config)
     settings.validate(algo_config.batch_size)
     termination = getattr(algo_config, "termination", "env")
-    if termination not in ("env", "never"):
-        raise ConfigError(f"--termination is {termination!r}; expected 'env' (the env's termination function) or 'never'.")
-    if termination == "never":  # the user states that episodes end only by time limit
-        low = high = None
-    else:
+    if termination not in TERMINATIONS:
+        raise ConfigError(f"--termination is {termination!r}; expected 'env' (the env's termination function), "
+                          "'learned' (a terminal head trained on the dataset's terminals) or 'never'.")
+    if termination == "env":
         low, high = termination_box(env_id or dataset.metadata.env_id, dataset.spec.observation_dim)
+    else:  # "never": the user states that episodes end only by time limit; "learned": the model's terminal head
+        low = high = None
+    if termination == "learned":
+        name = dataset.metadata.name
+        check_terminal_rows(dataset.terminals, "--termination learned", where=f"dataset '{name}'" if name else "the dataset")
     observation_dim = dataset.spec.observation_dim
     low = np.full(observation_dim, -np.inf, np.float32) if low is None else low
     high = np.full(observation_dim, np.inf, np.float32) if high is None else high
@@ -107,6 +122,7 @@ def model_rollout_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, n
                                    model_path=getattr(algo_config, "model_path", None),
                                    retrain=bool(getattr(algo_config, "retrain_model", False)))
     return {"dynamics": model, "termination_low": low, "termination_high": high,
+            "learned_termination": np.bool_(termination == "learned"),
             "observation_mean": np.asarray(normalizer.observation_mean, np.float32),
             "observation_std": np.asarray(normalizer.observation_std, np.float32),
             "reward_scale": np.float32(normalizer.reward_scale), "reward_bias": np.float32(normalizer.reward_bias)}
@@ -126,10 +142,12 @@ def rollout(act: Callable, state: Any, buffer: ModelBuffer, data: dict[str, Any]
         act_key, model_key = jax.random.split(step_key)
         actions = act(state, observations, act_key, False)
         raw = observations * std + mean
-        next_raw, rewards, _, member_std = sample_elite(model, raw, actions, model_key)
+        next_raw, rewards, _, member_std, terminal_probability = sample_elite(model, raw, actions, model_key)
         uncertainty = jnp.linalg.norm(member_std[model.elites], axis=-1).max(axis=0)
         outside = (next_raw < model_data["termination_low"]) | (next_raw > model_data["termination_high"])
         terminal = outside.any(-1) | ~jnp.isfinite(next_raw).all(-1)
+        if terminal_probability is not None:  # the terminal head (elites' mean, module docstring), when asked for
+            terminal |= model_data.get("learned_termination", False) & (terminal_probability > 0.5)
         next_observations = (jnp.nan_to_num(next_raw) - mean) / std
         row = {"observations": observations, "actions": actions, "next_observations": next_observations,
                "rewards": (rewards - penalty_coef * uncertainty) * model_data["reward_scale"] + model_data["reward_bias"],

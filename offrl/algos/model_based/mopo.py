@@ -51,7 +51,7 @@ class Config:
     dynamics_hidden_dims: tuple[int, ...] = (200, 200, 200, 200)  # run_mopo.py --dynamics-hidden-dims
     dynamics_weight_decay: tuple[float, ...] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)  # per layer, run_mopo.py
     dynamics_max_epochs: int = 0  # 0: train until 5 epochs without improvement (run_mopo.py)
-    termination: str = "env"  # "env": the env's termination function (offrl/envs/termination.py); "never": time limits only
+    termination: str = "env"  # "env": the env's termination function; "learned": the model's terminal head; "never": time limits only
     model_path: str | None = None  # a model directory from `offrl models train`; None: the cache for this dataset
     retrain_model: bool = False  # train a fresh model even if the cache holds one
 
