@@ -1,7 +1,7 @@
 """Updates/s and actions/s of the generative policies (FQL, IDQL, EDP) by sampling steps K,
 beside TD3+BC, on random Pendulum-shaped data (3-D states, 1-D actions).
 
-    python benchmarks/generative_speed.py [--updates 500] [--hidden 256]
+    python benchmarks/generative_speed.py [--updates 500] [--hidden 256] [--only td3bc,edp]
 
 Each update count is timed after a warm-up call that compiles; acting is timed on a batch of 100
 states (jitted act, keys split per call). Prints a Markdown table.
@@ -57,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--updates", type=int, default=500)
     parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--only", default="", help="comma-separated row name prefixes to time (default: every row)")
     args = parser.parse_args()
     hidden = (args.hidden, args.hidden)
     data = random_data()
@@ -66,9 +67,15 @@ def main() -> None:
     for k in (1, 5):
         rows.append(("idql (N=64)", k, idql, idql.Config(hidden_dims=hidden, actor_hidden_dims=hidden, sampling_steps=k)))
     for k in (5, 15):
-        rows.append(("edp (N=50, T=100)", k, edp, edp.Config(hidden_dims=hidden, sampling_steps=k)))
-    rows.append(("edp action_approximation=False (Diffusion-QL, T=K=5)", 5, edp,
-                 edp.Config(hidden_dims=hidden, action_approximation=False, diffusion_steps=5, sampling_steps=5, beta_schedule="vp")))
+        rows.append(("edp (N=50, T=1000, dpm3: the default)", k, edp, edp.Config(hidden_dims=hidden, sampling_steps=k)))
+    for k in (5, 15):
+        rows.append(("edp (N=50, T=100, first_order)", k, edp,
+                     edp.Config(hidden_dims=hidden, diffusion_steps=100, sampling_steps=k, solver="first_order")))
+    rows.append(("edp action_approximation=False (Diffusion-QL, T=K=5, ancestral)", 5, edp,
+                 edp.Config(hidden_dims=hidden, action_approximation=False, diffusion_steps=5, sampling_steps=5, beta_schedule="vp",
+                            solver="first_order")))
+    if args.only:
+        rows = [row for row in rows if row[0].startswith(tuple(args.only.split(",")))]
     print(f"machine: {platform.machine()} {platform.processor() or ''}, jax {jax.__version__} on {jax.devices()[0].platform}; "
           f"networks {hidden}, batch 256, {args.updates} updates per timing\n")
     print("| algorithm | K | updates/s | actions/s (batch 100) |\n|---|---|---|---|")

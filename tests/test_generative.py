@@ -107,7 +107,7 @@ def exact_two_mode_noise(schedule):
     std = 0.05
 
     def noise_fn(params, condition, x, times):
-        abar = schedule.alpha_bars[jnp.round(times * schedule.num_steps).astype(jnp.int32)][..., None]
+        abar = jnp.exp(2.0 * diffusion.log_alpha_at(schedule, times * schedule.num_steps))[..., None]  # fractional steps too (dpm3)
         variance = abar * std**2 + 1.0 - abar
         weights = jax.nn.softmax(-(x - jnp.sqrt(abar) * MODES) ** 2 / (2 * variance), axis=-1)
         clean = (weights * (MODES + jnp.sqrt(abar) * std**2 * (x - jnp.sqrt(abar) * MODES) / variance)).sum(-1, keepdims=True)
@@ -116,17 +116,22 @@ def exact_two_mode_noise(schedule):
     return noise_fn
 
 
-@pytest.mark.parametrize("kind, total, steps, low, high", [
-    ("vp", 5, 5, 0.55, 0.67), ("vp", 10, 10, 0.88, 0.96), ("vp", 20, 20, 0.98, 1.0),
-    ("linear", 100, 15, 0.9, 0.97), ("linear", 100, 100, 0.99, 1.0),
+@pytest.mark.parametrize("kind, total, steps, solver, low, high", [
+    ("vp", 5, 5, "first_order", 0.55, 0.67), ("vp", 10, 10, "first_order", 0.88, 0.96), ("vp", 20, 20, "first_order", 0.98, 1.0),
+    ("linear", 100, 15, "first_order", 0.9, 0.97), ("linear", 100, 100, "first_order", 0.99, 1.0),
+    ("linear", 1000, 15, "dpm3", 0.94, 0.99), ("linear", 1000, 20, "dpm3", 0.78, 0.86),
 ])
-def test_few_diffusion_steps_average_the_modes_even_when_exact(kind, total, steps, low, high):
+def test_few_diffusion_steps_average_the_modes_even_when_exact(kind, total, steps, solver, low, high):
     """offrl's samplers fed the exact noise of the two-mode data: the share near a mode is a
-    property of T and K alone. Measured (20k samples): VP T = 5: 60.9%, T = 10: 92.1%,
-    T = 20: 99.5%; linear T = 100 with the K = 15 first-order solver 93.5%, ancestral 100%."""
+    property of T, K and the solver alone. Measured (20k samples): VP T = 5: 60.9%, T = 10: 92.1%,
+    T = 20: 99.5%; linear T = 100 with the K = 15 first-order solver 93.5%, ancestral 100%;
+    EDP's default, linear T = 1000 with K = 15 third-order DPM-Solver steps, 96.5% (first-order
+    93.1%; dpm3 at T = 100: 95.1%, K = 10: 87.5%); dpm3 at K = 20 only 81.9%: its last step is
+    second-order over the steep end of the time-uniform grid (tests/test_generative_nets.py)."""
     schedule = diffusion.make_schedule(kind, total)
-    samples = diffusion.sample(exact_two_mode_noise(schedule), None, schedule, jnp.zeros((20_000, 0)), jax.random.PRNGKey(0),
-                               (20_000, 1), steps)
+    draw = jax.jit(lambda key: diffusion.sample(exact_two_mode_noise(schedule), None, schedule, jnp.zeros((20_000, 0)), key,
+                                                (20_000, 1), steps, solver=solver))
+    samples = draw(jax.random.PRNGKey(0))
     assert low <= near_mode_fraction(samples) <= high, near_mode_fraction(samples)
 
 
@@ -149,32 +154,39 @@ def test_diffusion_policy_puts_its_actions_on_the_modes(data, evaluation_states)
 
 
 def test_edp_diffusion_bc_puts_its_actions_on_the_modes(data, evaluation_states):
-    """EDP's denoiser with eta = 0 (diffusion BC) on its reference schedule, linear with T = 100
-    (sail-sg/edp diffusion/dql.py num_timesteps, schedule_name), sampled by ancestral DDPM over all
-    T steps (the reference's default sample_method 'ddpm', diffusion/trainer.py): raw samples and
-    EDP's acting rule (one of N = 50 by softmax(Q)). Every row is terminal, so the critic target's
-    sampled next action is multiplied by 0: training with K = 1 gives the same denoiser, and the
-    100-step sampler is set for sampling only. Measured (5k updates, seeds 0 / 1 / 2): raw 95.9 /
-    97.5 / 96.9% near a mode (reward 0.80 / 0.83 / 0.82), acting 98.9 / 99.1 / 98.6%.
-    Broken, fewer sampling steps of the same denoiser: offrl's default K = 15 first-order solver
-    raw 79.4 / 85.6 / 85.9% (acting 92.0 / 93.8 / 93.3%), K = 5 raw 23.4 / 34.6 / 36.4%; the
-    test fails on both. With the critic term (eta = 1, EDP's default) the denoiser is no longer a
+    """EDP's denoiser with eta = 0 (diffusion BC) on the reference code's default schedule, linear
+    with T = 100 (sail-sg/edp diffusion/dql.py num_timesteps, schedule_name), sampled by ancestral
+    DDPM over all T steps (the reference's default sample_method 'ddpm', diffusion/trainer.py) and
+    by EDP's DPM-Solver (third order, K = 15, `solver="dpm3"`): raw samples and EDP's acting rule
+    (one of N = 50 by softmax(Q)). Every row is terminal, so the critic target's sampled next action
+    is multiplied by 0: training with K = 1 gives the same denoiser, and the samplers are set for
+    sampling only. Measured (5k updates, seeds 0 / 1 / 2): ancestral raw 95.9 / 97.5 / 96.9% near a
+    mode (reward 0.80 / 0.83 / 0.82), acting 98.9 / 99.1 / 98.6%; dpm3 K = 15 raw 95.9 / 95.4 /
+    94.4%, acting 97.9 / 97.3 / 97.0%.
+    Broken, a sampler of the same denoiser too coarse for two modes 1.2 apart: the first-order
+    solver at K = 15 raw 79.4 / 85.6 / 85.9% (acting 92.0 / 93.8 / 93.3%), at K = 5 raw 23.4 /
+    34.6 / 36.4%; dpm3 at K = 10 raw 85.8 / 83.9 / 87.8%; the test fails on each. With the critic term (eta = 1, EDP's default) the denoiser is no longer a
     behaviour model: raw 43.4 / 44.7 / 37.5% at K = 100, 57.8 / 49.8 / 43.9% at K = 15, mostly
     one mode; not asserted. 10 s (one pytest process, 2-core machine)."""
-    config = edp.Config(**SMALL, actor_learning_rate=1e-3, critic_learning_rate=1e-3, eta=0.0, sampling_steps=1)
+    config = edp.Config(**SMALL, actor_learning_rate=1e-3, critic_learning_rate=1e-3, eta=0.0, sampling_steps=1,
+                        diffusion_steps=100, solver="first_order")
     state = train(edp, config, data, STEPS)
-    state = state.replace(sampler=(config.beta_schedule, config.diffusion_steps, config.diffusion_steps, config.num_samples))
+    state = state.replace(sampler=(config.beta_schedule, config.diffusion_steps, config.diffusion_steps, config.num_samples, config.solver))
     samples = edp.policy_samples(state, state.actor_target, evaluation_states, jax.random.PRNGKey(2))
     acting = edp.act(state, evaluation_states, jax.random.PRNGKey(3))
     assert near_mode_fraction(samples) >= 0.9 and reward(samples).mean() > 0.6, near_mode_fraction(samples)
     assert 0.2 < float((np.asarray(samples) > 0).mean()) < 0.8  # both modes
     assert near_mode_fraction(acting) >= 0.9 and reward(acting).mean() > 0.6, near_mode_fraction(acting)
+    state = state.replace(sampler=(config.beta_schedule, config.diffusion_steps, 15, config.num_samples, "dpm3"))
+    samples = edp.policy_samples(state, state.actor_target, evaluation_states, jax.random.PRNGKey(2))
+    assert near_mode_fraction(samples) >= 0.9 and reward(samples).mean() > 0.6, near_mode_fraction(samples)
 
 
 @pytest.mark.parametrize("module, changes", [
     (fql, {"flow_steps": 0}), (fql, {"flow_steps": -1}),
     (idql, {"sampling_steps": 0}), (idql, {"num_samples": 0}),
-    (edp, {"sampling_steps": -2}), (edp, {"sampling_steps": 101}),
+    (edp, {"sampling_steps": -2}), (edp, {"sampling_steps": 1001}), (edp, {"diffusion_steps": 100, "sampling_steps": 101}),
+    (edp, {"sampling_steps": 3}), (edp, {"solver": "dpm2"}), (edp, {"beta_schedule": "cosine"}),
     (edp, {"diffusion_steps": 20, "sampling_steps": 5}), (idql, {"beta_schedule": "linear", "diffusion_steps": 5}),
 ])
 def test_bad_sampling_settings_are_refused_with_one_sentence(module, changes):

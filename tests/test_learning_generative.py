@@ -21,12 +21,14 @@ SETTINGS = {
     # IQL's test settings (expectile 0.9, lr 1e-3) and a 64x64 denoiser.
     "idql": (6_000, {"expectile": 0.9, "actor_hidden_dims": (64, 64), "actor_learning_rate": 1e-3,
                      "critic_learning_rate": 1e-3, "value_learning_rate": 1e-3}),
+    "edp": (3_000, {"actor_learning_rate": 1e-3, "critic_learning_rate": 1e-3}),
 }
-THRESHOLDS = {"fql": -500.0, "idql": -800.0}
+THRESHOLDS = {"fql": -500.0, "idql": -800.0, "edp": -450.0}
 
 BROKEN = {
     "fql": {"alpha": 1e6},  # Q term negligible beside the distillation: the one-step policy copies the flow BC policy
     "idql": {"num_samples": 1},  # no re-ranking by the critic: diffusion BC
+    "edp": {"eta": 0.0, "num_samples": 1},  # no Q term in the actor loss and no selection by Q: diffusion BC
 }
 
 
@@ -59,3 +61,19 @@ def test_fql_learns_where_bc_fails(pendulum_mostly_random_dataset, tmp_path):
     -1220 (seed 0); the test fails on it."""
     score = final_return("fql", pendulum_mostly_random_dataset, tmp_path)
     assert score > THRESHOLDS["fql"], f"FQL reached {score:.0f}, expected above {THRESHOLDS['fql']:.0f}"
+
+
+@pytest.mark.slow
+def test_edp_learns_where_bc_fails(pendulum_mostly_random_dataset, tmp_path):
+    """EDP with its defaults (T = 1000, actions from K = 15 third-order DPM-Solver steps, one of
+    N = 50 picked by softmax(Q)), lr 1e-3 for both networks: 3k updates: -206 / -263 / -203 (seeds
+    0-2; 2k updates: -707 / -690 / -789; the first-order solver on T = 100: -199 / -275 / -188),
+    so the threshold is -450 (seeds 3, 4: -249 / -252).
+    Broken, diffusion BC (eta = 0 and N = 1: no Q term in the actor loss, no selection by Q):
+    -1275 / -1224 / -1168; the test fails on it. Switching off the Q term alone does not break it:
+    eta = 0 with N = 50 (selection by Q still on, IDQL's mechanism) -185 / -283 / -197 passes, while
+    the Q term alone (N = 1, eta = 1) -1180 / -1174 / -1120 fails (eta 2: -1130, eta 10: -953,
+    seed 0): on these data and this budget EDP learns through its energy-based action selection.
+    41 s (one pytest process, 2-core machine under a load of ~9; 30 s of CPU)."""
+    score = final_return("edp", pendulum_mostly_random_dataset, tmp_path)
+    assert score > THRESHOLDS["edp"], f"EDP reached {score:.0f}, expected above {THRESHOLDS['edp']:.0f}"

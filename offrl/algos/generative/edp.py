@@ -5,10 +5,12 @@ Diffusion-QL trains a DDPM policy with its denoising (BC) loss plus a Q term on 
 through the whole reverse chain: actor_loss = L_denoise - eta * Q(s, a~pi) / mean|Q|. EDP's action
 approximation replaces that chain by one network call: corrupt the dataset action to a_t, estimate
 a_0 = (a_t - sqrt(1 - abar_t) eps(s, a_t, t)) / sqrt(abar_t), and push Q(s, a_0) up; this allows
-T = 100 training steps, while sampling (critic targets, acting) uses the K-step first-order
-DPM-Solver. Acting draws N actions and picks one with probability softmax(Q) (Diffusion-QL's
-sample_action, EDP's energy-based selection). `action_approximation=False` with T = K = 5 on the
-VP schedule is Diffusion-QL itself (gradients through the sampled chain).
+T = 1000 training steps, while sampling (critic targets, acting) uses K = 15 network calls of the
+third-order DPM-Solver (`solver="dpm3"`, offrl/nets/diffusion.py; "first_order" is DDIM, or
+ancestral DDPM at K = T). Acting draws N actions and picks one with probability softmax(Q)
+(Diffusion-QL's sample_action, EDP's energy-based selection). `action_approximation=False` with
+T = K = 5 on the VP schedule and the first-order (ancestral) solver is Diffusion-QL itself
+(gradients through the sampled chain).
 Defaults: Diffusion-QL (Zhendong-Wang/Diffusion-Policies-for-Offline-RL, main.py hyperparameters
 for gym locomotion) and EDP (sail-sg/edp, diffusion/trainer.py), as commented.
 """
@@ -30,7 +32,7 @@ from offrl.nets.denoiser import ConditionalDenoiser
 from offrl.types import Batch, Spec
 
 NAME = "edp"
-DESCRIPTION = "Diffusion-QL with EDP's one-call action approximation and a few-step DPM-Solver."
+DESCRIPTION = "Diffusion-QL with EDP's one-call action approximation and a few-step third-order DPM-Solver."
 PAPER = "Kang et al. 2023, Efficient Diffusion Policies for Offline Reinforcement Learning"
 
 
@@ -45,9 +47,12 @@ class Config:
     actor_tau: float = 0.005  # EMA of the acting denoiser (Diffusion-QL ema_decay 0.995)
     eta: float = 1.0  # weight of the normalised Q term (Diffusion-QL eta, locomotion)
     action_approximation: bool = True  # EDP; False: Diffusion-QL's Q term through the sampled chain
-    diffusion_steps: int = 100  # EDP trains with T = 100 (Diffusion-QL: 5)
+    # sail-sg/edp README.md: "To use `dpm`, set `--sample_method=dpm` and `-algo_cfg.num_timesteps=1000`"
+    # (its default sample_method 'ddpm' is ancestral over dql.py num_timesteps = 100)
+    diffusion_steps: int = 1000  # EDP with DPM-Solver: T = 1000 (README; Diffusion-QL: 5)
     beta_schedule: str = "linear"  # EDP's schedule_name linear (Diffusion-QL: vp)
-    sampling_steps: int = 15  # EDP's DPM-Solver steps (dpm_steps = 15)
+    sampling_steps: int = 15  # EDP's DPM-Solver steps (dql.py dpm_steps = 15)
+    solver: str = "dpm3"  # EDP nets.py dpm_sample: DPM-Solver order 3, singlestep, time-uniform (first_order: DDIM / ancestral)
     num_samples: int = 50  # actions drawn per state when acting (Diffusion-QL sample_action: 50)
     time_features: int = 16  # Diffusion-QL's SinusoidalPosEmb(t_dim = 16)
     normalize_observations: bool = False  # Diffusion-QL feeds raw D4RL states
@@ -55,7 +60,7 @@ class Config:
 
     def __post_init__(self):
         diffusion.make_schedule(self.beta_schedule, self.diffusion_steps)  # refuses a bad schedule or T here
-        diffusion.check_steps(self.sampling_steps, self.diffusion_steps)
+        diffusion.check_steps(self.sampling_steps, self.diffusion_steps, solver=self.solver, schedule_kind=self.beta_schedule)
         if self.num_samples <= 0:
             raise ConfigError(f"--num-samples is {self.num_samples}; expected a positive number of action samples.")
 
@@ -68,7 +73,7 @@ class State:
     critic_target: dict
     rng: jax.Array
     action_dim: int = struct.field(pytree_node=False, default=1)
-    sampler: tuple = struct.field(pytree_node=False, default=("linear", 100, 15, 50))  # schedule, T, K, N
+    sampler: tuple = struct.field(pytree_node=False, default=("linear", 1000, 15, 50, "dpm3"))  # schedule, T, K, N, solver
 
 
 def init(key: jax.Array, spec: Spec, config: Config) -> State:
@@ -86,14 +91,14 @@ def init(key: jax.Array, spec: Spec, config: Config) -> State:
         critic_target=critic_params,
         rng=rng,
         action_dim=spec.action_dim,
-        sampler=(config.beta_schedule, config.diffusion_steps, config.sampling_steps, config.num_samples),
+        sampler=(config.beta_schedule, config.diffusion_steps, config.sampling_steps, config.num_samples, config.solver),
     )
 
 
 def policy_samples(state: State, params, observations: jax.Array, key: jax.Array) -> jax.Array:
-    kind, total, steps, _ = state.sampler
+    kind, total, steps, _, solver = state.sampler
     return diffusion.sample(state.actor.apply_fn, params, diffusion.make_schedule(kind, total), observations, key,
-                            (*observations.shape[:-1], state.action_dim), steps)
+                            (*observations.shape[:-1], state.action_dim), steps, solver=solver)
 
 
 def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str, jax.Array]]:
