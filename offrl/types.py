@@ -37,3 +37,4 @@ class Batch:
     mc_returns: jnp.ndarray | None = None  # Monte-Carlo return-to-go (Cal-QL's calibration bound)
     next_actions: jnp.ndarray | None = None  # the dataset's action at s' (ReBRAC's critic penalty)
     costs: jnp.ndarray | None = None  # the constraint cost of the transition (safe RL: BCQ-Lag's cost critic)
+    initial_state_weights: jnp.ndarray | None = None  # 1/p on episodes' first rows, else 0 (COptiDICE's E[ν(s0)])

@@ -147,6 +147,35 @@ def test_bc_safe_keeps_the_constraint_with_reward_above_random(safe_and_unsafe, 
     assert summary["final_normalized_reward"] > 0.3, summary
 
 
+# COptiDICE's test settings: episodes of T = 200 steps; learning rates raised from OSRL's 1e-4 (at
+# those, 2k updates leave w near 1: normalised reward 0.18, seed 0); no BC noise (OSRL's 0.1 x std
+# held the clone's reward to 0.23-0.38 in 2k updates with the actor at 1e-3, seeds 0-2; 0.96 without); and
+# a KL radius of 0.3 for the cost upper bound (OSRL's 0.01 aims at the limit itself, and the clone
+# lands on either side of it: normalised cost 1.14/0.38/0.80/0.74/1.14, seeds 0-4).
+COPTIDICE_SETTINGS = {"hidden_dims": (64, 64), "target_cost": TARGET_COST, "max_episode_steps": 200, "batch_size": 256,
+                      "actor_learning_rate": 1e-3, "critic_learning_rate": 1e-2, "scalar_learning_rate": 3e-2,
+                      "bc_noise": 0.0, "cost_ub_epsilon": 0.3}
+COPTIDICE_TRAIN = {"steps": 3_000, "eval_every": 3_000, "log_every": 1_000, "eval_episodes": 10}
+
+
+@pytest.mark.slow
+def test_coptidice_keeps_the_constraint_with_reward_above_random(safe_and_unsafe, tmp_path):
+    """COptiDICE's ratios w move weight to the capped episodes (a third of the rows, 45-48% of w)
+    while λ rises to 10-13. 3k updates, seeds 0-7: normalised cost 0.18/0.16/0.24/0.30/0.22/0.52/
+    0.90/0.02, normalised reward 0.49/0.53/0.52/0.55/0.56/0.48/0.47/0.39 (random actions: 0;
+    benchmarks/coptidice_learning.py). Thresholds as BC-Safe's: normalised cost <= 1, reward above
+    0.3. Broken, λ frozen at 0 (constrained=False): normalised cost 2.70/4.40/8.72 (reward
+    1.02/0.88/0.84, seeds 0-2), failing the test. OSRL's limit units (cost_limit_units=
+    "discounted_sum", 100 times looser) with ε = 0.01 leave λ at 0.001: cost 8.04/4.92/6.60."""
+    algo = get_algorithm("coptidice")
+    train = TrainConfig(**COPTIDICE_TRAIN, seed=0)
+    summary = train_offline(algo, algo.Config(**COPTIDICE_SETTINGS), safe_and_unsafe, train, tmp_path / "run",
+                            progress=False).summary
+    assert summary["target_cost"] == TARGET_COST
+    assert summary["final_normalized_cost"] <= 1.0 and summary["final_safe"] is True, summary
+    assert summary["final_normalized_reward"] > 0.3, summary
+
+
 # ------------------------------------------------------------------------ CLI
 def run_cli(capsys, *argv):
     code = main(list(argv))

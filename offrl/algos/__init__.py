@@ -11,13 +11,13 @@ from offrl.algos.generative import edp, fql, idql
 from offrl.algos.model_based import combo, mobile, mopo, ravl
 from offrl.algos.model_free import awac, bc, calql, cql, edac, iql, percent_bc, rebrac, riql, sac_n, spot, td3_bc
 from offrl.algos.online import rlpd, sac  # noqa: F401 - sac re-exported (dataset generation's agent)
-from offrl.algos.safe import bc_all, bc_safe, bcq_lag, cdt, cpq
+from offrl.algos.safe import bc_all, bc_safe, bcq_lag, cdt, coptidice, cpq
 from offrl.algos.sequence import dt
 from offrl.errors import ConfigError
 
 ALGORITHMS: dict[str, ModuleType] = {
     module.NAME: module for module in (bc, td3_bc, iql, cql, rebrac, sac_n, edac, percent_bc, spot, awac, dt, calql, riql, fql, idql, edp,
-                                      bc_all, bc_safe, cdt, bcq_lag, cpq, mopo, ravl, mobile, combo)
+                                      bc_all, bc_safe, cdt, bcq_lag, cpq, coptidice, mopo, ravl, mobile, combo)
 }
 
 # Trained online with a dataset as prior data (offrl.train.finetune), not by the offline engine:

@@ -22,6 +22,12 @@ Known fields:
 - `costs`: the dataset's per-step constraint cost (DSRL's `costs`), unscaled (safe RL's cost
   critics, BCQ-Lag). A dataset without costs is refused; online rows carry the env's
   `info["cost"]` (offrl/train/online.py `step_envs`), and an env that reports none is refused.
+- `initial_state_weights`: 1 / p on the first row of each episode and 0 elsewhere, with p the
+  fraction of rows that start an episode, so the mean of `initial_state_weights * f(s)` over a
+  uniform batch estimates the mean of f over the data's initial states (COptiDICE's (1 - γ) E[ν(s0)]
+  term; OSRL's `is_init / init_state_propotion`). Offline only: a growing replay buffer has no
+  fixed p, so fine-tuning an algorithm that declares it is refused before its run starts
+  (`check_online_fields`).
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ from offrl.data.returns import returns_to_go
 from offrl.data.transforms import Normalizer
 from offrl.errors import ConfigError
 
-KNOWN_FIELDS = ("mc_returns", "next_actions", "costs")
+KNOWN_FIELDS = ("mc_returns", "next_actions", "costs", "initial_state_weights")
 PENDING = {"mc_returns": -np.inf}  # fields written when their episode ends (episode_extra_values)
+OFFLINE_ONLY = ("initial_state_weights",)  # defined for a fixed dataset only
 
 
 def online_row_values(name: str, transitions: dict[str, np.ndarray]) -> np.ndarray:
@@ -51,6 +58,9 @@ def online_row_values(name: str, transitions: dict[str, np.ndarray]) -> np.ndarr
             raise ConfigError("The environment reports no per-step cost (info['cost']); expected a constrained env "
                               "for an algorithm that declares EXTRA_FIELDS ('costs',).")
         return np.asarray(transitions["costs"], np.float32)
+    if name == "initial_state_weights":
+        raise ConfigError("initial_state_weights exist for a fixed dataset only; expected offline training for an "
+                          "algorithm that declares EXTRA_FIELDS ('initial_state_weights',).")
     raise ConfigError(f"Unknown extra field {name!r}; expected one of {list(KNOWN_FIELDS)}.")
 
 
@@ -62,6 +72,14 @@ def declared_fields(algo: ModuleType) -> tuple[str, ...]:
             f"Algorithm {algo.NAME!r} declares EXTRA_FIELDS {unknown}; expected names from {list(KNOWN_FIELDS)}."
         )
     return fields
+
+
+def check_online_fields(algo: ModuleType) -> None:
+    """Refuse online training of an algorithm that declares an offline-only field."""
+    offline_only = [name for name in declared_fields(algo) if name in OFFLINE_ONLY]
+    if offline_only:
+        raise ConfigError(f"Algorithm {algo.NAME!r} trains on {offline_only[0]}, defined for a fixed dataset only; "
+                          "expected offline training (`offrl train`), not online fine-tuning.")
 
 
 def offline_extra_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, normalizer: Normalizer) -> dict[str, np.ndarray]:
@@ -83,6 +101,10 @@ def offline_extra_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, n
                 raise ConfigError(f"{dataset.where} has no per-step costs; expected a dataset with a 'costs' field "
                                   f"(DSRL layout) for {algo.NAME}.")
             arrays[name] = dataset.costs.astype(np.float32)
+        elif name == "initial_state_weights":
+            first = np.zeros(dataset.num_transitions, np.float32)
+            first[dataset.episode_starts] = 1.0
+            arrays[name] = first * np.float32(dataset.num_transitions / dataset.num_episodes)
     return arrays
 
 

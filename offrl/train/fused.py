@@ -23,7 +23,7 @@ from offrl.train.model_rollouts import model_based_update, uses_model_rollouts
 from offrl.types import Batch
 
 BATCH_FIELDS = ("observations", "actions", "rewards", "next_observations", "dones")
-OPTIONAL_BATCH_FIELDS = ("mc_returns", "next_actions", "costs")  # gathered when `data` holds them (offrl.train.extra_fields)
+OPTIONAL_BATCH_FIELDS = ("mc_returns", "next_actions", "costs", "initial_state_weights")  # gathered when `data` holds them (offrl.train.extra_fields)
 
 
 def gather_batch(data: dict[str, jax.Array], index: jax.Array) -> dict[str, jax.Array]:

@@ -72,6 +72,7 @@ from offrl.envs.factory import action_bounds, check_env_id
 from offrl.errors import ConfigError
 from offrl.train.checkpoint import latest_valid_checkpoint
 from offrl.train.configs import config_from_json, validate_algorithm_config
+from offrl.train.extra_fields import check_online_fields
 from offrl.train.finetune import loop, records
 from offrl.train.finetune.settings import (
     EngineSettings,
@@ -198,6 +199,7 @@ def resume_finetune(
 
 def _start(algo, algo_config, dataset, normalizer, finetune_config, settings, run_dir, env_id,
            dataset_reference, source, initial_state, progress, on_log) -> records.FinetuneResult:
+    check_online_fields(algo)  # before the run directory: COptiDICE's initial-state weights need a fixed dataset
     check_env_id(env_id)
     record = records.run_record(algo, algo_config, finetune_config, settings, env_id, dataset, dataset_reference,
                                 normalizer, source)
