@@ -82,6 +82,8 @@ def collect(env: str) -> dict[tuple[str, str], list[float]]:
 
 
 def write_table(envs: list[str], steps: int, seeds: int) -> Path:
+    # Every environment with records, not only this call's --envs: a run for one env keeps the other's rows.
+    envs = sorted(set(envs) | {path.name.removeprefix("sweep-") for path in RESULTS.glob("sweep-*") if path.is_dir()})
     lines = [f"# Corruption robustness: IQL, TD3+BC, RIQL at {steps:,} updates per seed (CPU budget), {seeds} seeds", "",
              "Final normalised score (mean ± std over seeds, n = finished seeds), 10 evaluation episodes per seed, "
              "each algorithm at its defaults (256x256 networks).", "",
