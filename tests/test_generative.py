@@ -119,7 +119,7 @@ def exact_two_mode_noise(schedule):
 @pytest.mark.parametrize("kind, total, steps, solver, low, high", [
     ("vp", 5, 5, "first_order", 0.55, 0.67), ("vp", 10, 10, "first_order", 0.88, 0.96), ("vp", 20, 20, "first_order", 0.98, 1.0),
     ("linear", 100, 15, "first_order", 0.9, 0.97), ("linear", 100, 100, "first_order", 0.99, 1.0),
-    ("linear", 1000, 15, "dpm3", 0.94, 0.99), ("linear", 1000, 20, "dpm3", 0.78, 0.86),
+    ("linear", 1000, 15, "dpm3", 0.94, 0.99),
 ])
 def test_few_diffusion_steps_average_the_modes_even_when_exact(kind, total, steps, solver, low, high):
     """offrl's samplers fed the exact noise of the two-mode data: the share near a mode is a

@@ -213,9 +213,8 @@ def test_third_order_solver_is_exact_for_a_point_mass_and_clips_to_the_box():
     abar_first, abar_last = schedule.alpha_bars[-1], schedule.alpha_bars[0]
     expected = jnp.sqrt(abar_last) * TARGET + jnp.sqrt(1 - abar_last) * (start - jnp.sqrt(abar_first) * TARGET) / jnp.sqrt(1 - abar_first)
     solve = jax.jit(diffusion.dpm_solver3, static_argnums=(0, 5, 6))  # one program per K: eager ops dispatch slowly
-    for steps in (5, 15):  # the orders 3 + 2 and 3, 3, 3, 3, 2, 1: every kind of step
-        landed = solve(point_noise, None, schedule, TARGET, start, steps, None)
-        np.testing.assert_allclose(landed, expected, atol=1e-3)  # float32: the first steps scale x by up to ~100
+    landed = solve(point_noise, None, schedule, TARGET, start, 15, None)  # orders 3, 3, 3, 3, 2, 1: every kind of step
+    np.testing.assert_allclose(landed, expected, atol=1e-3)  # float32: the first steps scale x by up to ~100
     clipped = solve(point_noise, None, schedule, 3 * TARGET, start, 15, 1.0)
     assert float(jnp.abs(clipped).max()) <= 1.0 and float(jnp.abs(clipped).min()) > 0.0
 

@@ -74,6 +74,6 @@ def test_edp_learns_where_bc_fails(pendulum_mostly_random_dataset, tmp_path):
     eta = 0 with N = 50 (selection by Q still on, IDQL's mechanism) -185 / -283 / -197 passes, while
     the Q term alone (N = 1, eta = 1) -1180 / -1174 / -1120 fails (eta 2: -1130, eta 10: -953,
     seed 0): on these data and this budget EDP learns through its energy-based action selection.
-    41 s (one pytest process, 2-core machine under a load of ~9; 30 s of CPU)."""
+    26 s (one pytest process, 2-core machine under a load of ~5; 41 s under ~9)."""
     score = final_return("edp", pendulum_mostly_random_dataset, tmp_path)
     assert score > THRESHOLDS["edp"], f"EDP reached {score:.0f}, expected above {THRESHOLDS['edp']:.0f}"
