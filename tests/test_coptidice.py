@@ -19,6 +19,7 @@ from offrl.data.transforms import fit_normalizer
 from offrl.errors import ConfigError
 from offrl.train.extra_fields import offline_extra_arrays, online_row_values
 from offrl.train.finetune import FinetuneConfig, train_with_prior_data
+from offrl.train.offline import TrainConfig, train_offline
 from offrl.types import Batch, Spec
 from dataset_helpers import make_random_dataset
 from small_configs import small_config
@@ -95,4 +96,13 @@ def test_bad_settings_and_data_without_costs_are_refused_in_one_sentence(tmp_pat
     err = capsys.readouterr().err
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "has no per-step costs" in lines[0] and "coptidice" in lines[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_weighted_sampler_is_refused_before_its_run_directory_exists(tmp_path):
+    """The 1/p initial-state weights average nu(s0) only when rows are drawn uniformly."""
+    dataset = make_random_dataset([6, 5], obs_dim=3, action_dim=1).replace(costs=np.zeros(11, np.float32))
+    train = TrainConfig(steps=10, eval_every=0, sampler="return-weighted")
+    with pytest.raises(ConfigError, match=r"^--sampler return-weighted reweights the rows that coptidice's initial-state terms"):
+        train_offline(coptidice, small_config(coptidice), dataset, train, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()

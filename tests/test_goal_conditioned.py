@@ -82,7 +82,8 @@ def test_training_evaluates_in_the_datasets_evaluation_env(goal_dataset, tmp_pat
     assert len(evals) == 1 and len(evals[0]["returns"]) == 2
 
 
-@pytest.mark.parametrize("env_id", [GOAL_REACH_ID + " {not json", GOAL_REACH_ID + ' {"gravity": 1}', GOAL_REACH_ID + ' {"kwargs": 3}'])
+@pytest.mark.parametrize("env_id", [GOAL_REACH_ID + " {not json", GOAL_REACH_ID + ' {"gravity": 1}', GOAL_REACH_ID + ' {"kwargs": 3}',
+                                    GOAL_REACH_ID + ' {"max_episode_steps": "x"}', GOAL_REACH_ID + ' {"max_episode_steps": 0}'])
 def test_an_env_id_with_malformed_overrides_is_one_sentence(env_id):
     with pytest.raises(ConfigError, match=r"^Environment id .* expected 'ID' or 'ID \{") as error:
         check_env_id(env_id)
@@ -95,6 +96,24 @@ def test_a_robotics_env_without_gymnasium_robotics_names_the_extra(monkeypatch):
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
+    monkeypatch.delitem(gym.registry, "AntMaze_UMaze-v5", raising=False)  # as if gymnasium-robotics never ran
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gymnasium_robotics" else real_find_spec(name, *a))
     with pytest.raises(ConfigError, match=r"Unknown Gymnasium environment id 'AntMaze_UMaze-v5' \(gymnasium-robotics registers it: pip install 'offrl\[robotics\]'\)"):
         check_env_id('AntMaze_UMaze-v5 {"max_episode_steps":700}')
+
+
+def test_an_argument_the_env_does_not_take_is_one_sentence():
+    with pytest.raises(ConfigError, match=r"^Environment id .* passes arguments the env does not take \(.*'gravity'\); expected only") as error:
+        make_vector_env(GOAL_REACH_ID + ' {"kwargs": {"gravity": 1}}', 1)
+    assert "\n" not in str(error.value)
+
+
+def test_overrides_that_change_the_health_check_leave_no_termination_function():
+    """The hand-written boxes read the default envs' observations: an id that moves the x position
+    into the observation or turns the health check off must not use them."""
+    from offrl.envs.termination import has_termination_function
+
+    assert has_termination_function('Hopper-v5 {"max_episode_steps":15}')
+    for kwargs in ('{"exclude_current_positions_from_observation":false}', '{"terminate_when_unhealthy":false}',
+                   '{"healthy_z_range":[0.5,2.0]}'):
+        assert not has_termination_function('Hopper-v5 {"kwargs":' + kwargs + '}')

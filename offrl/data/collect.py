@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetMetadata
-from offrl.envs.factory import action_bounds, make_vector_env
+from offrl.envs.factory import action_bounds, make_vector_env, split_env_id
 from offrl.errors import ConfigError
 
 _FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
@@ -92,7 +92,7 @@ def collect_episodes(
 # ------------------------------------------------------------------------------- naming
 def env_short_name(env_id: str) -> str:
     """'HalfCheetah-v5' -> 'halfcheetah' (namespace and version dropped, lower case)."""
-    base = env_id.split("/")[-1]
+    base = split_env_id(env_id)[0].split("/")[-1]
     base = re.sub(r"-v\d+$", "", base)
     return re.sub(r"[^a-z0-9]+", "", base.lower()) or "env"
 

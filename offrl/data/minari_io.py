@@ -170,7 +170,7 @@ def read_minari(path_or_id: str | os.PathLike, clip_actions: bool = False) -> Da
 
     metadata = DatasetMetadata(
         name=meta.get("dataset_id"),
-        env_id=offrl_meta.get("env_id") or _evaluation_env_id(meta, mds),
+        env_id=offrl_meta.get("env_id") or evaluation_env_id(meta) or (mds.env_spec.id if mds.env_spec is not None else None),
         ref_min_score=_optional_float(meta.get("ref_min_score"), "ref_min_score", source),
         ref_max_score=_optional_float(meta.get("ref_max_score"), "ref_max_score", source),
         action_low=low,
@@ -281,13 +281,13 @@ def _flat_observations(observations: Any, keys: list[str] | None, steps: int) ->
     return np.concatenate([np.asarray(observations[key], np.float32).reshape(steps + 1, -1) for key in keys], axis=1)
 
 
-def _evaluation_env_id(meta: dict[str, Any], mds: Any) -> str | None:
+def evaluation_env_id(meta: dict[str, Any]) -> str | None:
     """The id of Minari's evaluation env (else the collection env), with its non-default arguments."""
     for key in ("eval_env_spec", "env_spec"):
         env_id = env_id_with_overrides(meta.get(key))
         if env_id is not None:
             return env_id
-    return mds.env_spec.id if mds.env_spec is not None else None
+    return None
 
 
 def _require_flat_box(space: gym.Space, kind: str, source: str) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from offrl.data.dataset import Dataset
 from offrl.data.load import load_dataset
+from offrl.data.minari_io import evaluation_env_id
 from offrl.data.public_names import looks_public, parse_public_name, suggestion_text
 from offrl.errors import DatasetError
 
@@ -158,7 +159,7 @@ def _summary(path: Path) -> dict[str, Any]:
     if not {"transitions", "episodes", "mean_return"} <= set(summary):
         summary = dataset_summary(load_dataset(path))
     return {
-        "env_id": offrl_meta.get("env_id") or _env_from_spec(meta),
+        "env_id": offrl_meta.get("env_id") or evaluation_env_id(meta),
         "transitions": summary["transitions"],
         "episodes": summary["episodes"],
         "mean_return": summary["mean_return"],
@@ -166,14 +167,6 @@ def _summary(path: Path) -> dict[str, Any]:
         "ref_max_score": meta.get("ref_max_score"),
         "path": str(path),
     }
-
-
-def _env_from_spec(meta: dict[str, Any]) -> str | None:
-    spec = meta.get("env_spec")
-    try:
-        return json.loads(spec)["id"] if isinstance(spec, str) else None
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def dataset_summary(dataset: Dataset) -> dict[str, Any]:

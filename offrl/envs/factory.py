@@ -7,6 +7,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -31,9 +32,11 @@ def split_env_id(env_id: str) -> tuple[str, dict[str, Any]]:
         overrides = json.loads(rest)
     except ValueError:
         overrides = None
-    if not isinstance(overrides, dict) or not set(overrides) <= set(_OVERRIDE_KEYS) or not isinstance(overrides.get("kwargs", {}), dict):
+    limit = overrides.get("max_episode_steps", 1) if isinstance(overrides, dict) else None
+    if (not isinstance(overrides, dict) or not set(overrides) <= set(_OVERRIDE_KEYS) or not isinstance(overrides.get("kwargs", {}), dict)
+            or isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"Environment id {env_id!r} has text after the id that is not a JSON object of "
-                          f"{' / '.join(_OVERRIDE_KEYS)}; expected 'ID' or 'ID {{\"kwargs\": {{...}}}}'.")
+                          f"{' / '.join(_OVERRIDE_KEYS)} (a positive whole number of steps); expected 'ID' or 'ID {{\"kwargs\": {{...}}}}'.")
     return name, overrides
 
 
@@ -74,8 +77,10 @@ def _registered_spec(name: str) -> gym.envs.registration.EnvSpec:
                 return gym.spec(name)
         hint = (" (gymnasium-robotics registers it: pip install 'offrl[robotics]')"
                 if name.startswith(_ROBOTICS_PREFIXES) and importlib.util.find_spec("gymnasium_robotics") is None else "")
+        suggestion = re.search(r"Did you mean: `([^`]+)`", str(error))
+        close = f" (did you mean {suggestion.group(1)!r}?)" if suggestion else ""
         raise ConfigError(
-            f"Unknown Gymnasium environment id {name!r}{hint} ({error}); expected a registered id such as 'Hopper-v5'."
+            f"Unknown Gymnasium environment id {name!r}{hint}{close}; expected a registered id such as 'Hopper-v5'."
         ) from None
 
 
@@ -124,9 +129,19 @@ def _quiet_native_stderr():
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def _refused_arguments(env_id: str):
+    """An override the env's constructor does not take, as one sentence."""
+    try:
+        yield
+    except TypeError as error:
+        raise ConfigError(f"Environment id {env_id!r} passes arguments the env does not take "
+                          f"({str(error).splitlines()[0].split(' was raised from')[0].rstrip('.')}); expected only its constructor's keyword arguments.") from None
+
+
 def make_env(env_id: str) -> gym.Env:
     spec = check_env_id(env_id)
-    with _quiet_native_stderr():
+    with _quiet_native_stderr(), _refused_arguments(env_id):
         return flatten_dict_observations(gym.make(spec))
 
 
@@ -135,7 +150,7 @@ def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     observation is in `infos["final_obs"]` and the returned observation already starts the next
     episode."""
     spec = check_env_id(env_id)
-    with _quiet_native_stderr():
+    with _quiet_native_stderr(), _refused_arguments(env_id):
         return gym.make_vec(
             spec,
             num_envs=num_envs,

@@ -33,8 +33,16 @@ def env_name(env_id: str) -> str:
     return split_env_id(env_id)[0].split("/")[-1].split("-v")[0]
 
 
+def _changes_health_check(env_id: str) -> bool:
+    """Whether the id's constructor overrides move the observation entries the boxes read or change
+    when the env terminates (the boxes are the default envs')."""
+    kwargs = split_env_id(env_id)[1].get("kwargs", {})
+    return any(key in ("exclude_current_positions_from_observation", "terminate_when_unhealthy") or key.startswith("healthy_")
+               for key in kwargs)
+
+
 def has_termination_function(env_id: str | None) -> bool:
-    return env_id is not None and env_name(env_id) in _HEALTHY_BOXES
+    return env_id is not None and env_name(env_id) in _HEALTHY_BOXES and not _changes_health_check(env_id)
 
 
 def termination_box(env_id: str | None, observation_dim: int) -> tuple[np.ndarray, np.ndarray]:

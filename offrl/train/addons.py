@@ -28,6 +28,10 @@ def check_addons(algo: ModuleType, algo_config: Any, train: Any) -> None:
             f"{algo.NAME} lays out and samples its own batches, so --sampler and --hubl do not apply to it; "
             "expected --sampler uniform and --hubl 0."
         )
+    if "initial_state_weights" in getattr(algo, "EXTRA_FIELDS", ()) and train.sampler != "uniform":
+        # 1/p on episode starts averages f(s0) only under uniform row sampling (COptiDICE's nu and chi terms).
+        raise ConfigError(f"--sampler {train.sampler} reweights the rows that {algo.NAME}'s initial-state terms average "
+                          "uniformly; expected --sampler uniform.")
 
 
 def addon_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, arrays: dict[str, np.ndarray],
