@@ -51,7 +51,7 @@ class Config:
     # (its default sample_method 'ddpm' is ancestral over dql.py num_timesteps = 100)
     diffusion_steps: int = 1000  # EDP with DPM-Solver: T = 1000 (README; Diffusion-QL: 5)
     beta_schedule: str = "linear"  # EDP's schedule_name linear (Diffusion-QL: vp)
-    sampling_steps: int = 15  # EDP's DPM-Solver steps (dql.py dpm_steps = 15)
+    sampling_steps: int = 15  # EDP's DPM-Solver steps (dql.py dpm_steps = 15); with dpm3 prefer a multiple of 3 (K = 14 or 20 end in a lower-order step across the steep end of the grid and are several times less accurate: docs/generative.md)
     solver: str = "dpm3"  # EDP nets.py dpm_sample: DPM-Solver order 3, singlestep, time-uniform (first_order: DDIM / ancestral)
     num_samples: int = 50  # actions drawn per state when acting (Diffusion-QL sample_action: 50)
     time_features: int = 16  # Diffusion-QL's SinusoidalPosEmb(t_dim = 16)
