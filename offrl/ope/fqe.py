@@ -9,7 +9,9 @@ Uncertainty: `num_bootstrap` more Q-networks are fitted at once (vmapped), each 
 of the episodes with replacement, and each estimates the value from the start states of its own
 resample; the interval is the percentile interval of those estimates (Hao et al. 2021,
 "Bootstrapping Fitted Q-Evaluation for Off-Policy Inference"). Head 0 fits every episode once and
-gives the point estimate.
+gives the point estimate. Each head also carries FQE's optimisation noise (initialisation,
+minibatches), so head 0 falls outside the other heads' range with probability about 2/(B + 1)
+even without bias (B = 4: 40%, B = 10: 18%; benchmarks/ope.md measures it): keep B >= 10.
 
 Rewards are scaled by (1 - γ) / mean|r| so that Q is of order one whatever the reward units; the
 estimate is scaled back.
