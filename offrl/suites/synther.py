@@ -71,6 +71,7 @@ class TransitionModel:
     std: np.ndarray
     final_loss: float
     constant: np.ndarray  # columns with zero spread in the data
+    training_rows: int  # how many transitions the model was fitted to
 
     def network(self) -> ConditionalDenoiser:
         return ConditionalDenoiser(self.mean.shape[0], self.config.hidden_dims, time_features=self.config.time_features)
@@ -126,7 +127,8 @@ def train_transition_model(rows: np.ndarray, config: SynthERConfig, chunk: int =
         size = min(chunk, config.training_steps - done)
         carry, losses = run(carry, jax.random.split(jax.random.fold_in(train_key, done), size))
         done += size
-    return TransitionModel(config, carry[0], mean, std, float(np.mean(np.asarray(losses)[-100:])), constant)
+    return TransitionModel(config, carry[0], mean, std, float(np.mean(np.asarray(losses)[-100:])), constant,
+                           len(rows))
 
 
 def synthetic_dataset_arrays(rows: np.ndarray, dataset: Dataset) -> dict[str, np.ndarray]:
@@ -150,6 +152,13 @@ def augment_with_synther(dataset: Dataset, size: int, config: SynthERConfig = Sy
         raise ConfigError(f"--size is {size}; expected a positive number of synthetic transitions.")
     config.validate()
     model = train_transition_model(transition_matrix(dataset), config)
+    return append_synthetic(dataset, model, size), model
+
+
+def append_synthetic(dataset: Dataset, model: TransitionModel, size: int) -> Dataset:
+    """The real dataset followed by `size` transitions sampled from `model` (trained on it, or on
+    part of it: benchmarks/synther_mujoco.py holds rows out), with provenance."""
+    config = model.config
     synthetic = synthetic_dataset_arrays(model.sample(size, seed=config.seed + 1), dataset)
     real = dataset.num_transitions
     dtype = dataset.observations.dtype
@@ -165,6 +174,7 @@ def augment_with_synther(dataset: Dataset, size: int, config: SynthERConfig = Sy
             "source_fingerprint": dataset_fingerprint(dataset),
             "model": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()},
             "final_denoising_loss": model.final_loss,
+            "model_training_rows": model.training_rows,
             "real_transitions": real,
             "synthetic_transitions": size,
             "synthetic_rows": [real, real + size],  # rows [real, real + size) are synthetic
@@ -172,4 +182,4 @@ def augment_with_synther(dataset: Dataset, size: int, config: SynthERConfig = Sy
     }
     metadata = DatasetMetadata(**{**vars(dataset.metadata), "provenance": provenance})
     merged["observations"] = merged["observations"].astype(dtype)
-    return Dataset(**merged, timeouts=timeouts, episode_starts=starts, metadata=metadata, costs=costs), model
+    return Dataset(**merged, timeouts=timeouts, episode_starts=starts, metadata=metadata, costs=costs)
