@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl.data.d4rl_io import write_npz
+from offrl.data.fingerprint import dataset_fingerprint
+from offrl.data.load import load_dataset
 from offrl.data.registry import resolve_dataset
 from offrl.data.transforms import fit_normalizer
 from offrl.models.training import DynamicsConfig, holdout_size
@@ -81,11 +83,15 @@ def simulate(env_id: str, observations: np.ndarray, actions: np.ndarray):
     return np.asarray(next_observations, np.float32), np.asarray(rewards, np.float32), np.asarray(terminated)
 
 
-def errors(prefix: str, predicted: np.ndarray, target: np.ndarray, scale: np.ndarray) -> None:
+def errors(prefix: str, predicted: np.ndarray, target: np.ndarray, scale: np.ndarray, subset: np.ndarray | None = None) -> None:
     diff = predicted - target
+    normalised = np.linalg.norm(diff / scale, axis=1)
     report(f"{prefix}_l2_mean", float(np.linalg.norm(diff, axis=1).mean()))
-    report(f"{prefix}_l2_normalised_mean", float(np.linalg.norm(diff / scale, axis=1).mean()))
-    report(f"{prefix}_l2_normalised_median", float(np.median(np.linalg.norm(diff / scale, axis=1))))
+    report(f"{prefix}_l2_normalised_mean", float(normalised.mean()))
+    report(f"{prefix}_l2_normalised_median", float(np.median(normalised)))
+    report(f"{prefix}_l2_normalised_p90_p99", [float(np.percentile(normalised, 90)), float(np.percentile(normalised, 99))])
+    if subset is not None:  # only the synthetic rows whose (s, a) lies inside the real data's box
+        report(f"{prefix}_l2_normalised_mean_in_real_box", float(normalised[subset].mean()))
 
 
 def main() -> None:
@@ -101,6 +107,8 @@ def main() -> None:
     parser.add_argument("--dynamics-epochs", type=int, default=50, help="cap on the ensemble's epochs (MBPO defaults otherwise)")
     parser.add_argument("--models-dir", default=None, help="dynamics model cache (default: <default data dir>/models)")
     parser.add_argument("--augmented-out", default=None, help="write the real + synthetic dataset here (.npz)")
+    parser.add_argument("--from-augmented", default=None,
+                        help="measure the synthetic rows of an earlier --augmented-out instead of training (keeps --out's other numbers)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/synther_hopper.json")
     args = parser.parse_args()
@@ -122,18 +130,27 @@ def main() -> None:
     report("data", {"dataset": args.dataset, "env_id": env_id, "transitions": count, "synther_training_rows": len(train_rows),
                     "held_out_rows": held_out})
 
-    config = SynthERConfig(hidden_dims=tuple(args.hidden_dims), training_steps=args.training_steps,
-                           diffusion_steps=args.diffusion_steps, sampling_steps=args.sampling_steps, seed=args.seed)
-    report("synther_config", {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()})
-    clock = time.perf_counter()
-    model = train_transition_model(rows[train_rows], config)
-    report("synther_train_seconds", round(time.perf_counter() - clock, 1))
-    report("synther_final_denoising_loss", model.final_loss)
-    clock = time.perf_counter()
-    augmented = append_synthetic(dataset, model, args.size)
-    report("synther_sample_seconds", round(time.perf_counter() - clock, 1))
-    if args.augmented_out:
-        report("augmented_written", str(write_npz(augmented, args.augmented_out)))
+    if args.from_augmented:
+        # Re-measure the synthetic rows of an earlier run's --augmented-out (its training numbers stay).
+        augmented = load_dataset(args.from_augmented)
+        record = augmented.metadata.provenance["synther"]
+        if record["source_fingerprint"]["sha256"] != dataset_fingerprint(dataset)["sha256"] or augmented.num_transitions != count + args.size:
+            raise SystemExit(f"{args.from_augmented} is not {args.dataset} plus {args.size} synthetic rows")
+        report("measured_from", {"path": args.from_augmented, "model": record["model"],
+                                 "model_training_rows": record.get("model_training_rows")})
+    else:
+        config = SynthERConfig(hidden_dims=tuple(args.hidden_dims), training_steps=args.training_steps,
+                               diffusion_steps=args.diffusion_steps, sampling_steps=args.sampling_steps, seed=args.seed)
+        report("synther_config", {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()})
+        clock = time.perf_counter()
+        model = train_transition_model(rows[train_rows], config)
+        report("synther_train_seconds", round(time.perf_counter() - clock, 1))
+        report("synther_final_denoising_loss", model.final_loss)
+        clock = time.perf_counter()
+        augmented = append_synthetic(dataset, model, args.size)
+        report("synther_sample_seconds", round(time.perf_counter() - clock, 1))
+        if args.augmented_out:
+            report("augmented_written", str(write_npz(augmented, args.augmented_out)))
     synthetic = transition_matrix(augmented)[count:]
     train_real, holdout_real = rows[train_rows], rows[holdout_rows]
 
@@ -174,10 +191,20 @@ def main() -> None:
     sim_real_next, sim_real_reward, _ = simulate(env_id, real_obs, real_act)
     report("simulate_seconds", round(time.perf_counter() - clock, 1))
     state_scale = dataset.observations.std(0) + 1e-6
+    # Synthetic (s, a) inside the real training rows' per-dimension [min, max] box, and rows far out.
+    inputs_real = np.concatenate([train_real[:, :obs_dim], train_real[:, obs_dim:obs_dim + action_dim]], 1)
+    inputs_syn = np.concatenate([syn_obs, syn_act], 1)
+    in_box = np.all((inputs_syn >= inputs_real.min(0)) & (inputs_syn <= inputs_real.max(0)), axis=1)
+    z_syn = np.abs(standardise(synthetic))[:, :-1]  # every field but the terminal flag
+    z_held = np.abs(standardise(holdout_real))[:, :-1]
+    report("outliers", {"synthetic_rows_checked_in_real_box": float(in_box.mean()),
+                        "synthetic_rows_max_abs_z_over_5": float((z_syn.max(1) > 5).mean()),
+                        "held_out_real_rows_max_abs_z_over_5": float((z_held.max(1) > 5).mean())})
     report("dynamics_rows", {"synthetic": check, "held_out_real": held_out})
-    errors("next_state_error_synther_vs_simulator", syn_next, sim_next, state_scale)
-    errors("next_state_error_shuffled_vs_simulator", syn_next[rng.permutation(check)], sim_next, state_scale)
-    errors("next_state_error_no_change_vs_simulator", syn_obs, sim_next, state_scale)
+    shuffle = rng.permutation(check)
+    errors("next_state_error_synther_vs_simulator", syn_next, sim_next, state_scale, in_box)
+    errors("next_state_error_shuffled_vs_simulator", syn_next[shuffle], sim_next, state_scale, in_box)
+    errors("next_state_error_no_change_vs_simulator", syn_obs, sim_next, state_scale, in_box)
     errors("next_state_error_simulator_vs_logged_on_held_out_real", sim_real_next, real_next, state_scale)
 
     normalizer = fit_normalizer(dataset, False, False, None, None)
@@ -200,14 +227,16 @@ def main() -> None:
 
     model_syn_next, model_syn_reward = ensemble(syn_obs, syn_act)
     model_real_next, model_real_reward = ensemble(real_obs, real_act)
-    errors("next_state_error_ensemble_vs_simulator_on_synthetic", model_syn_next, sim_next, state_scale)
+    errors("next_state_error_ensemble_vs_simulator_on_synthetic", model_syn_next, sim_next, state_scale, in_box)
     errors("next_state_error_ensemble_vs_logged_on_held_out_real", model_real_next, real_next, state_scale)
 
     reward_std = float(dataset.rewards.std())
     report("reward_abs_error", {
         "real_reward_std": reward_std,
         "synther_vs_simulator": float(np.abs(syn_reward - sim_reward).mean()),
-        "shuffled_vs_simulator": float(np.abs(syn_reward[rng.permutation(check)] - sim_reward).mean()),
+        "shuffled_vs_simulator": float(np.abs(syn_reward[shuffle] - sim_reward).mean()),
+        "synther_vs_simulator_in_real_box": float(np.abs(syn_reward - sim_reward)[in_box].mean()),
+        "ensemble_vs_simulator_on_synthetic_in_real_box": float(np.abs(model_syn_reward - sim_reward)[in_box].mean()),
         "ensemble_vs_simulator_on_synthetic": float(np.abs(model_syn_reward - sim_reward).mean()),
         "ensemble_vs_logged_on_held_out_real": float(np.abs(model_real_reward - real_reward).mean()),
         "simulator_vs_logged_on_held_out_real": float(np.abs(sim_real_reward - real_reward).mean()),
@@ -218,8 +247,13 @@ def main() -> None:
     report("finished", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     report("load_average_at_end", os.getloadavg())
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    command = "python benchmarks/synther_mujoco.py " + " ".join(os.sys.argv[1:])
+    earlier = {}
+    if args.from_augmented and os.path.exists(args.out):  # keep the training run's numbers and command
+        earlier = json.load(open(args.out))
+        command = [*np.atleast_1d(earlier.pop("command")).tolist(), command]
     with open(args.out, "w") as handle:
-        json.dump({"command": "python benchmarks/synther_mujoco.py " + " ".join(os.sys.argv[1:]), **RESULTS}, handle, indent=1)
+        json.dump({"command": command, **earlier, **RESULTS}, handle, indent=1)
         handle.write("\n")
 
 
