@@ -252,6 +252,7 @@ def main() -> None:
     if args.from_augmented and os.path.exists(args.out):  # keep the training run's numbers and command
         earlier = json.load(open(args.out))
         command = [*np.atleast_1d(earlier.pop("command")).tolist(), command]
+        earlier.setdefault("machine_of_training_run", earlier.pop("machine", None))
     with open(args.out, "w") as handle:
         json.dump({"command": command, **earlier, **RESULTS}, handle, indent=1)
         handle.write("\n")
