@@ -4,6 +4,7 @@ data (tests/safe_learning_data.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,6 +79,25 @@ def test_the_update_raises_lambda_when_the_cost_critic_is_above_its_limit(compil
     new_state, metrics = update(_shift_cost_output(state, -10.0), batch)
     assert float(metrics["multiplier"]) == 0.0 and float(metrics["cost_penalty"]) == 0.0
     assert float(new_state.error_integral) == 0.0
+
+
+def test_with_initial_multiplier_states_the_pid_reads_the_cost_q_of_the_first_states(compiled):
+    """multiplier_states="initial": the error is mean(initial_state_weights * Q_c) - limit, so a batch
+    without first rows holds lambda at 0 however high Q_c is (OSRL's batch mean raises it: the test
+    above), and weights 1/p on first rows raise it."""
+    state, _ = compiled
+    config = dataclasses.replace(CONFIG, multiplier_states="initial")
+    update = jax.jit(lambda s, b: bcq_lag.update(s, b, config))
+    batch = random_batch()
+    batch = _with_costs(batch, jnp.zeros(64), batch.dones)
+    limit = bcq_lag.cost_q_limit(config)
+    high = _shift_cost_output(state, 10.0 + limit)
+    _, metrics = update(high, batch.replace(initial_state_weights=jnp.zeros(64)))
+    assert float(metrics["multiplier"]) == 0.0
+    _, metrics = update(high, batch.replace(initial_state_weights=jnp.zeros(64).at[:8].set(8.0)))  # p = 8 / 64
+    assert float(metrics["multiplier"]) > 0.5
+    with pytest.raises(ConfigError, match="--multiplier-states is 'first'"):
+        bcq_lag.check_config(dataclasses.replace(CONFIG, multiplier_states="first"))
 
 
 def test_the_cost_critic_regresses_on_costs_without_bootstrap_after_a_terminal(compiled):

@@ -21,8 +21,16 @@ critic never stops; both critics' targets share one set of sampled next actions.
 (one VAE sample, perturbed, and no selection); `act_samples` > 1 draws that many and keeps the one
 with the best Lagrangian, reward Q - lambda * cost Q (BCQ's sample-and-select, sfujim/BCQ).
 
-Engine hooks: `EXTRA_FIELDS = ("costs",)` puts each transition's cost in the batch; data without
-costs is refused. `pid_gains=(0, 0, 0)` freezes lambda at 0 (BCQ that ignores costs).
+The limit is the value at an episode's first state of paying kappa / T on every step, but OSRL's
+PID compares it with mean Q_c over all the batch's states. Where the cost is paid early in episodes
+(a swing-up, a start-up) that mean stays far below the first states' Q_c, and lambda never rises
+(docs/safe-rl.md). `multiplier_states="initial"` has the PID read Q_c at the episodes' first states
+instead (the engine's `initial_state_weights`, 1/p on first rows, as COptiDICE's nu term); the
+actor's penalty still covers every state.
+
+Engine hooks: `EXTRA_FIELDS = ("costs", "initial_state_weights")` puts each transition's cost and
+first-row weight in the batch (offline only: no fine-tuning); data without costs is refused.
+`pid_gains=(0, 0, 0)` freezes lambda at 0 (BCQ that ignores costs).
 """
 
 from __future__ import annotations
@@ -46,7 +54,8 @@ from offrl.types import Batch, Spec
 NAME = "bcq_lag"
 DESCRIPTION = "BCQ-Lag: BCQ (VAE behaviour model + perturbation actor) with a cost critic and a PID Lagrange multiplier."
 PAPER = "Liu et al. 2023, Datasets and Benchmarks for Offline Safe Reinforcement Learning (OSRL's BCQ-Lag)"
-EXTRA_FIELDS = ("costs",)
+EXTRA_FIELDS = ("costs", "initial_state_weights")
+MULTIPLIER_STATES = ("batch", "initial")
 LATENT_CLIP = 0.5  # prior samples z ~ N(0, I) clipped to [-0.5, 0.5] (osrl/common/net.py VAE.decode, as sfujim/BCQ)
 
 
@@ -66,6 +75,9 @@ class Config:
     num_target_samples: int = 10  # VAE actions per s' in the targets (OSRL bcql_configs.py sample_action_num)
     act_samples: int = 1  # candidates per acting step; 1 is OSRL's BCQL.act (no selection)
     pid_gains: tuple[float, ...] = (0.1, 0.003, 0.001)  # KP, KI, KD (OSRL bcql_configs.py PID)
+    # Where the PID reads Q_c: "batch", its mean over the batch's states (OSRL bcql.py actor_loss);
+    # "initial", over the episodes' first states (the states whose Q_c the limit is the value of).
+    multiplier_states: str = "batch"
     target_cost: float = 10.0  # kappa: cost per episode (OSRL bcql_configs.py cost_limit)
     max_episode_steps: int = 300  # T in the per-step limit (OSRL bcql_configs.py episode_len; per task there)
     batch_size: int = 512  # OSRL bcql_configs.py
@@ -98,6 +110,8 @@ def check_config(config: Config) -> None:
     for name in ("num_q", "num_qc", "num_target_samples", "act_samples", "max_episode_steps"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} is {getattr(config, name)}; expected a positive integer.")
+    if config.multiplier_states not in MULTIPLIER_STATES:
+        raise ConfigError(f"--multiplier-states is {config.multiplier_states!r}; expected one of: {', '.join(MULTIPLIER_STATES)}.")
     if not 0.0 <= config.lmbda <= 1.0:
         raise ConfigError(f"--lmbda is {config.lmbda}; expected a value in [0, 1].")
 
@@ -187,7 +201,11 @@ def update(state: State, batch: Batch, config: Config) -> tuple[State, dict[str,
         return reward_groups.min(axis=0), cost_groups.min(axis=0)
 
     # lambda comes from the cost Q at the current actor's actions (OSRL computes it inside actor_loss, detached).
-    error = policy_values(state.actor.params)[1].mean() - limit
+    policy_cost_q = policy_values(state.actor.params)[1]
+    if config.multiplier_states == "initial":  # 1/p on first rows: the mean estimates E[Q_c(s0, pi(s0))]
+        error = (batch.initial_state_weights * policy_cost_q).mean() - limit
+    else:
+        error = policy_cost_q.mean() - limit
     multiplier, error_integral = pid_multiplier(error, state.error_integral, state.previous_error, config.pid_gains)
 
     def actor_loss_fn(params):
