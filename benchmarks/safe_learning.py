@@ -11,6 +11,9 @@ fraction of the actor's actions its cost critic deems safe).
     cd tests && python ../benchmarks/safe_learning.py bcq_lag [--steps N] [--seeds 0,1,2] \
         [--set '{"act_samples": 10}'] [variant ...]
 
+Measured lines (settings in each line's "set"): benchmarks/results/safe_learning/<algorithm>.jsonl,
+run on one core shared with two other jobs (taskset -c 0, nice 19), so the times are not the test's.
+
 Variants: default (the settings below, or `--set` on top of them); osrl (the module's Config
 defaults, OSRL's, at 64x64 and κ = 5); broken (BCQ-Lag: pid_gains (0, 0, 0), λ frozen at 0;
 CPQ: no binding cost limit, target cost 1e6).
