@@ -75,7 +75,7 @@ class Config:
     num_target_samples: int = 10  # VAE actions per s' in the targets (OSRL bcql_configs.py sample_action_num)
     act_samples: int = 1  # candidates per acting step; 1 is OSRL's BCQL.act (no selection)
     pid_gains: tuple[float, ...] = (0.1, 0.003, 0.001)  # KP, KI, KD (OSRL bcql_configs.py PID)
-    multiplier_states: str = "batch"  # the PID reads mean Q_c over: "batch" states (OSRL bcql.py actor_loss); "initial": episodes' first states
+    multiplier_states: str = "batch"  # PID reads mean Q_c on: "batch" states (OSRL bcql.py actor_loss); "initial": first states
     target_cost: float = 10.0  # kappa: cost per episode (OSRL bcql_configs.py cost_limit)
     max_episode_steps: int = 300  # T in the per-step limit (OSRL bcql_configs.py episode_len; per task there)
     batch_size: int = 512  # OSRL bcql_configs.py
