@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import json
 import os
 import socket
 import threading
@@ -20,7 +19,6 @@ import numpy as np
 import pytest
 
 from offrl.cli import main
-from offrl.data.download import download
 from offrl.data.minari_io import write_minari
 from offrl.data.public_names import MINARI_IDS, all_public_names, d4rl_names, parse_public_name
 from offrl.data.registry import D4RL_ENV_IDS, D4RL_REFERENCE_SCORES, datasets_root, list_datasets, resolve_dataset
