@@ -146,3 +146,16 @@ def test_online_rows_carry_the_envs_cost_or_are_refused():
     del rows["costs"]
     with pytest.raises(ConfigError, match="reports no per-step cost"):
         online_row_values("costs", rows)
+
+
+def test_only_the_first_state_multiplier_binds_bcq_lag_to_offline_uniform_rows():
+    """OSRL's default (the PID on the batch mean) needs no initial-state weights, so it may be
+    fine-tuned and sampled with weights; `multiplier_states="initial"` may not."""
+    from offrl.train.extra_fields import check_online_fields, declared_fields
+
+    default, initial = bcq_lag.Config(), bcq_lag.Config(multiplier_states="initial")
+    assert declared_fields(bcq_lag, default) == ("costs",)
+    assert declared_fields(bcq_lag, initial) == ("costs", "initial_state_weights")
+    check_online_fields(bcq_lag, default)
+    with pytest.raises(ConfigError, match="initial_state_weights, defined for a fixed dataset only"):
+        check_online_fields(bcq_lag, initial)

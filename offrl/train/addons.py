@@ -15,6 +15,7 @@ import numpy as np
 
 from offrl.data.dataset import Dataset
 from offrl.errors import ConfigError
+from offrl.train.extra_fields import declared_fields
 from offrl.train.hubl import blend_rewards, check_hubl
 from offrl.train.samplers import check_sampler, sampling_cdf, transition_probabilities
 
@@ -28,7 +29,7 @@ def check_addons(algo: ModuleType, algo_config: Any, train: Any) -> None:
             f"{algo.NAME} lays out and samples its own batches, so --sampler and --hubl do not apply to it; "
             "expected --sampler uniform and --hubl 0."
         )
-    if "initial_state_weights" in getattr(algo, "EXTRA_FIELDS", ()) and train.sampler != "uniform":
+    if "initial_state_weights" in declared_fields(algo, algo_config) and train.sampler != "uniform":
         # 1/p on episode starts averages f(s0) only under uniform row sampling (COptiDICE's nu and chi terms).
         raise ConfigError(f"--sampler {train.sampler} reweights the rows that {algo.NAME}'s initial-state terms average "
                           "uniformly; expected --sampler uniform.")

@@ -64,8 +64,11 @@ def online_row_values(name: str, transitions: dict[str, np.ndarray]) -> np.ndarr
     raise ConfigError(f"Unknown extra field {name!r}; expected one of {list(KNOWN_FIELDS)}.")
 
 
-def declared_fields(algo: ModuleType) -> tuple[str, ...]:
-    fields = tuple(getattr(algo, "EXTRA_FIELDS", ()))
+def declared_fields(algo: ModuleType, algo_config: Any = None) -> tuple[str, ...]:
+    """The algorithm's EXTRA_FIELDS, or what its `extra_fields(config)` hook asks for under `algo_config`
+    (a field one setting needs, e.g. BCQ-Lag's initial_state_weights, need not bind the others)."""
+    hook = getattr(algo, "extra_fields", None)
+    fields = tuple(hook(algo_config) if hook is not None and algo_config is not None else getattr(algo, "EXTRA_FIELDS", ()))
     unknown = [name for name in fields if name not in KNOWN_FIELDS]
     if unknown:
         raise ConfigError(
@@ -74,9 +77,9 @@ def declared_fields(algo: ModuleType) -> tuple[str, ...]:
     return fields
 
 
-def check_online_fields(algo: ModuleType) -> None:
+def check_online_fields(algo: ModuleType, algo_config: Any = None) -> None:
     """Refuse online training of an algorithm that declares an offline-only field."""
-    offline_only = [name for name in declared_fields(algo) if name in OFFLINE_ONLY]
+    offline_only = [name for name in declared_fields(algo, algo_config) if name in OFFLINE_ONLY]
     if offline_only:
         raise ConfigError(f"Algorithm {algo.NAME!r} trains on {offline_only[0]}, defined for a fixed dataset only; "
                           "expected offline training (`offrl train`), not online fine-tuning.")
@@ -85,7 +88,7 @@ def check_online_fields(algo: ModuleType) -> None:
 def offline_extra_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, normalizer: Normalizer) -> dict[str, np.ndarray]:
     """The declared extra fields for every transition of `dataset` (float32 arrays)."""
     arrays = {}
-    for name in declared_fields(algo):
+    for name in declared_fields(algo, algo_config):
         if name == "mc_returns":
             arrays[name] = returns_to_go(normalizer.transform_rewards(dataset.rewards), dataset.episode_starts,
                                          dataset.terminals, algo_config.discount)

@@ -28,8 +28,9 @@ PID compares it with mean Q_c over all the batch's states. Where the cost is pai
 instead (the engine's `initial_state_weights`, 1/p on first rows, as COptiDICE's nu term); the
 actor's penalty still covers every state.
 
-Engine hooks: `EXTRA_FIELDS = ("costs", "initial_state_weights")` puts each transition's cost and
-first-row weight in the batch (offline only: no fine-tuning); data without costs is refused.
+Engine hooks: `EXTRA_FIELDS = ("costs",)`, and `extra_fields(config)` adds "initial_state_weights" under
+`multiplier_states="initial"`; they put each transition's cost and
+first-row weight in the batch (the weights exist offline only); data without costs is refused.
 `pid_gains=(0, 0, 0)` freezes lambda at 0 (BCQ that ignores costs).
 """
 
@@ -54,7 +55,13 @@ from offrl.types import Batch, Spec
 NAME = "bcq_lag"
 DESCRIPTION = "BCQ-Lag: BCQ (VAE behaviour model + perturbation actor) with a cost critic and a PID Lagrange multiplier."
 PAPER = "Liu et al. 2023, Datasets and Benchmarks for Offline Safe Reinforcement Learning (OSRL's BCQ-Lag)"
-EXTRA_FIELDS = ("costs", "initial_state_weights")
+EXTRA_FIELDS = ("costs",)
+
+
+def extra_fields(config) -> tuple[str, ...]:
+    """The engine's per-row fields under `config`: the first-state weights only when the PID reads
+    Q_c at first states, so OSRL's default mode stays open to fine-tuning and weighted samplers."""
+    return EXTRA_FIELDS + (("initial_state_weights",) if config.multiplier_states == "initial" else ())
 MULTIPLIER_STATES = ("batch", "initial")
 LATENT_CLIP = 0.5  # prior samples z ~ N(0, I) clipped to [-0.5, 0.5] (osrl/common/net.py VAE.decode, as sfujim/BCQ)
 

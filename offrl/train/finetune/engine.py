@@ -199,7 +199,7 @@ def resume_finetune(
 
 def _start(algo, algo_config, dataset, normalizer, finetune_config, settings, run_dir, env_id,
            dataset_reference, source, initial_state, progress, on_log) -> records.FinetuneResult:
-    check_online_fields(algo)  # before the run directory: COptiDICE's initial-state weights need a fixed dataset
+    check_online_fields(algo, algo_config)  # before the run directory: COptiDICE's initial-state weights need a fixed dataset
     check_env_id(env_id)
     record = records.run_record(algo, algo_config, finetune_config, settings, env_id, dataset, dataset_reference,
                                 normalizer, source)

@@ -43,7 +43,7 @@ def train_loop(algo, algo_config, dataset, normalizer, finetune, settings, run, 
     spec = dataset.spec
     meta = dataset.metadata
     has_reference = meta.ref_min_score is not None and meta.ref_max_score is not None
-    extra = declared_fields(algo)
+    extra = declared_fields(algo, algo_config)
     buffer_fields = REPLAY_FIELDS + extra
     num_envs = finetune.num_envs
     capacity = max(finetune.buffer_size or finetune.online_steps, num_envs)
