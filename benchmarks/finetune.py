@@ -10,7 +10,8 @@ clipped to [0, 1]). Wall times are per run, in seconds, compile included, on thi
 
     python benchmarks/finetune.py [--methods iql,cql,rebrac,spot,awac,calql,rlpd] [--seeds 0,1,2]
         [--dataset default] [--offline-steps 30000] [--online-steps 10000] [--eval-every 2500]
-        [--rlpd-utd 20] [--rlpd-warmup 5000] [--small] [--out runs/bench-finetune] [--markdown FILE]
+        [--rlpd-utd 20] [--rlpd-warmup 5000] [--small] [--data-dir DIR] [--preset D4RL_NAME]
+        [--out runs/bench-finetune] [--markdown FILE]
 
 Finished runs under `--out` are reused, so an interrupted benchmark continues where it stopped.
 `--small` uses 64x64 networks (and a 64x64 VAE for SPOT) for a quick check of the pipeline; the
@@ -33,12 +34,17 @@ from offrl.algos import get_algorithm
 from offrl.data.registry import resolve_dataset
 from offrl.train.finetune import FinetuneConfig, finetune, train_with_prior_data
 from offrl.train.offline import TrainConfig, train_offline
+from offrl.train.presets import load_presets
 
 METHODS = ("iql", "cql", "rebrac", "spot", "awac", "calql", "rlpd")
 
 
-def offline_config(algo, offline_steps: int, small: bool):
+def offline_config(algo, offline_steps: int, small: bool, preset: str | None = None):
     changes = {}
+    if preset:
+        # The reference's per-dataset setting (offrl presets ALGO), config fields only: the budget is --offline-steps.
+        found = load_presets(algo.NAME).get(preset)
+        changes.update(found.config if found else {})
     if small:
         changes["hidden_dims"] = (64, 64)
         if algo.NAME == "spot":
@@ -81,7 +87,8 @@ def run_one(method: str, seed: int, args, dataset, out: Path) -> dict:
             started = time.perf_counter()
             train = TrainConfig(steps=args.offline_steps, eval_every=args.offline_steps, log_every=min(1_000, args.offline_steps),
                                 checkpoint_every=args.offline_steps, eval_episodes=args.eval_episodes, seed=seed)
-            offline = train_offline(algo, offline_config(algo, args.offline_steps, args.small), dataset, train, base / "offline",
+            config = offline_config(algo, args.offline_steps, args.small, args.preset)
+            offline = train_offline(algo, config, dataset, train, base / "offline",
                                     dataset_reference={"argument": args.dataset}, progress=False).summary
             offline["wall_seconds"] = time.perf_counter() - started
             (base / "offline" / "bench.json").write_text(json.dumps({"wall_seconds": offline["wall_seconds"]}))
@@ -132,19 +139,23 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--rlpd-utd", type=int, default=20, help="RLPD's updates per env step (reference: 20)")
     parser.add_argument("--rlpd-warmup", type=int, default=5_000, help="RLPD's uniform-random steps first (reference: 5000)")
+    parser.add_argument("--data-dir", default=None, help="offrl data directory holding --dataset")
+    parser.add_argument("--preset", default=None, help="apply each method's preset of this D4RL dataset to its offline "
+                        "config (e.g. hopper-medium-replay-v2; methods without one keep their defaults)")
     parser.add_argument("--small", action="store_true", help="64x64 networks: a quick check of the pipeline")
     parser.add_argument("--out", default="runs/bench-finetune")
     parser.add_argument("--markdown", default=None, help="also write the table to this file")
     args = parser.parse_args()
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     seeds = [int(s) for s in args.seeds.split(",")]
-    dataset = resolve_dataset(args.dataset)
+    dataset = resolve_dataset(args.dataset, args.data_dir)
     print(f"{dataset!r}; JAX {jax.__version__} on {jax.devices()[0]}; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     started = time.perf_counter()
     results = [run_one(method, seed, args, dataset, Path(args.out)) for method in args.methods for seed in seeds]
     text = (f"{dataset.metadata.name}: {args.offline_steps:,} offline updates (not RLPD), {args.online_steps:,} online steps "
-            f"(RLPD: {args.rlpd_warmup:,} random first, UTD {args.rlpd_utd}), {'64x64 networks' if args.small else 'default networks'}, "
+            f"(RLPD: {args.rlpd_warmup:,} random first, UTD {args.rlpd_utd}), {'64x64 networks' if args.small else 'default networks'}"
+            f"{f', presets of {args.preset}' if args.preset else ''}, "
             f"{args.eval_episodes} evaluation episodes\n\n"
             + table(results, args))
     print(text)

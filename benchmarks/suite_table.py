@@ -34,8 +34,10 @@ from offrl.train.presets import load_presets
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "suite-table"
-# Priority order: the model-free peers first, then the families, then the rest of issue 16's list.
-ALGORITHMS = ("td3bc", "iql", "mopo", "mobile", "fql", "idql", "bc", "awac", "rebrac")
+# Priority order: issue 16's model-free columns on every dataset first, then the families' columns.
+MODEL_FREE = ("bc", "td3bc", "iql", "awac", "rebrac")
+FAMILIES = ("mopo", "mobile", "fql", "idql")
+ALGORITHMS = MODEL_FREE + FAMILIES
 DATASETS = ("hopper-medium", "halfcheetah-medium", "hopper-medium-replay", "halfcheetah-medium-replay",
             "walker2d-medium", "walker2d-medium-replay")
 DYNAMICS_EPOCHS = 50
@@ -128,16 +130,17 @@ def main() -> int:
     if unknown:
         parser.error(f"--algos/--datasets name {', '.join(unknown)}; expected names from {ALGORITHMS} and {DATASETS}.")
     if not args.table_only:
-        present = registered(args.data_dir)
-        for dataset in datasets:
-            if f"{dataset}-v0" not in present:
-                print(f"{dataset}: not in {args.data_dir} yet (offrl datasets make); skipped", flush=True)
+        cells = [(algo, dataset) for group in (MODEL_FREE, FAMILIES) for dataset in datasets
+                 for algo in group if algo in algos]
+        for algo, dataset in cells:
+            # Looked up per cell, so a suite made while the table runs (walker2d) joins it.
+            if f"{dataset}-v0" not in registered(args.data_dir):
+                print(f"{algo} on {dataset}: not in {args.data_dir} yet (offrl datasets make); skipped", flush=True)
                 continue
-            for algo in algos:
-                spec = write_spec(algo, dataset, args.steps, args.seeds, args.data_dir)
-                subprocess.run([sys.executable, "-m", "offrl.cli", "sweep", str(spec), "--out", str(spec.parent / "sweep"),
-                                "--workers", "1", "--no-progress"], check=False)
-                write_table(args.steps, args.seeds)
+            spec = write_spec(algo, dataset, args.steps, args.seeds, args.data_dir)
+            subprocess.run([sys.executable, "-m", "offrl.cli", "sweep", str(spec), "--out", str(spec.parent / "sweep"),
+                            "--workers", "1", "--no-progress"], check=False)
+            write_table(args.steps, args.seeds)
         subprocess.run([sys.executable, "-m", "offrl.cli", "report", str(RESULTS), "--out", str(RESULTS),
                         "--format", "md", "--bands", "none"], check=False)
     print(write_table(args.steps, args.seeds))
