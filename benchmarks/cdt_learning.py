@@ -2,7 +2,8 @@
 
 The test's settings on the safe-and-unsafe torque-cost Pendulum data, seeds 0-2; each policy evaluated at
 target cost 40 and 0 (10 episodes). Variants: default (Pareto augmentation on), no_aug
-(augment_fraction 0), broken (use_cost False). One JSON line per run:
+(augment_fraction 0), broken (use_cost False), deterministic (the tanh + MSE head without the cost
+prediction head, offrl's CDT before OSRL's heads were added). One JSON line per run:
 
     cd tests && python ../benchmarks/cdt_learning.py [variant ...]
 """
@@ -25,7 +26,8 @@ from test_safe import CDT_SETTINGS
 algo = get_algorithm("cdt")
 refs = (-1270.0, -143.0)
 data = safe_and_unsafe_pendulum(refs)
-variants = {"default": {}, "no_aug": {"augment_fraction": 0.0}, "broken": {"use_cost": False}}
+variants = {"default": {}, "no_aug": {"augment_fraction": 0.0}, "broken": {"use_cost": False},
+            "deterministic": {"stochastic": False, "cost_loss_weight": 0.0}}
 for name in sys.argv[1:] or variants:
     for seed in (0, 1, 2):
         t = time.time()

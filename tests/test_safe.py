@@ -272,6 +272,62 @@ def test_cdt_cost_to_go_starts_at_the_target_and_falls_by_each_cost():
     assert float(context.costs_to_go[1, 0]) == 3.5 and int(context.length[1]) == 1
 
 
+def test_cdt_gaussian_head_learns_the_actions_spread_and_the_cost_head_which_steps_pay(make_dataset):
+    """OSRL's heads: actions drawn as 0.3 + 0.2 N(0, 1) whatever the state, and a cost paid exactly
+    where the state's first coordinate is positive (half the steps). After 400 updates the Gaussian
+    head's mean and standard deviation are the data's, the temperature has fallen (the entropy,
+    about -0.2 per dimension, is above the target -1), the cost head is right on most steps (a
+    constant guess: about half), the policy acts with the mean and samples with the learned spread."""
+    from offrl.algos.safe import cdt
+    from offrl.types import Spec
+
+    dataset = make_dataset([20] * 40, action_dim=1, ends=["timeout"] * 40)
+    rng = np.random.default_rng(1)
+    actions = np.clip(0.3 + 0.2 * rng.normal(size=(dataset.num_transitions, 1)), -1, 1).astype(np.float32)
+    dataset = dataset.replace(actions=actions, costs=(dataset.observations[:, 0] > 0).astype(np.float32))
+    config = cdt.Config(hidden_dims=(32,), num_heads=1, context_length=3, batch_size=128, learning_rate=3e-3, warmup_steps=10,
+                        dropout_rate=0.0, augment_fraction=0.0, cost_loss_weight=1.0, max_episode_steps=20)
+    data = {k: jnp.asarray(v) for k, v in cdt.training_data(dataset, fit_normalizer(dataset, True, False), config).items()}
+    state = init_state(cdt, jax.random.PRNGKey(0), Spec(3, 1), config)
+
+    @jax.jit
+    def train(state, key):
+        def step(state, key):
+            return cdt.update(state, cdt.sample(data, key, config), config)
+        return jax.lax.scan(step, state, jax.random.split(key, 400))
+
+    state, metrics = train(state, jax.random.PRNGKey(1))
+    windows = cdt.sample(data, jax.random.PRNGKey(2), config)
+    mean, log_std, _ = state.model.apply_fn(state.model.params, windows.windows.observations, windows.windows.actions,
+                                            windows.windows.returns_to_go, windows.costs_to_go, windows.windows.timesteps)
+    mask = np.asarray(windows.windows.mask)
+    mean, std = np.asarray(mean)[mask], np.exp(np.asarray(log_std)[mask])
+    assert abs(mean.mean() - 0.3) < 0.05 and mean.std() < 0.1 and 0.14 < std.mean() < 0.28, (mean.mean(), mean.std(), std.mean())
+    assert float(metrics["temperature"][-1]) < 0.1 and float(metrics["entropy"][-50:].mean()) > -0.6
+    assert float(metrics["cost_accuracy"][-50:].mean()) > 0.85, metrics["cost_accuracy"][-50:]
+    # Acting: the mean (any key), or samples spread as the head says, inside the action box.
+    observation = jnp.tile(jnp.asarray(rng.normal(size=(1, 3)), jnp.float32), (2_000, 1))
+    first, second = (np.asarray(cdt.act(state, observation, jax.random.PRNGKey(k), deterministic=True)) for k in (3, 4))
+    samples = np.asarray(cdt.act(state, observation, jax.random.PRNGKey(5), deterministic=False))
+    ctg = jnp.full((1, 1), state.target_cost / state.cost_scale)
+    head_mean, head_log_std, _ = state.model.apply_fn(state.model.params, observation[:1, None], jnp.zeros((1, 1, 1)),
+                                                      jnp.full((1, 1), state.target_return / state.return_scale), ctg,
+                                                      jnp.zeros((1, 1), jnp.int32))
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first[0], np.clip(np.asarray(head_mean)[0, 0], -1, 1), rtol=1e-5)
+    assert (np.abs(samples) <= 1).all()
+    assert samples.std() == pytest.approx(float(np.exp(head_log_std[0, 0, 0])), rel=0.1)
+
+
+def test_cdt_refuses_a_nonpositive_temperature_and_a_negative_cost_weight():
+    from offrl.algos.safe import cdt
+
+    with pytest.raises(ConfigError, match="--init-temperature is 0.0; expected a positive number"):
+        cdt.check_config(cdt.Config(init_temperature=0.0))
+    with pytest.raises(ConfigError, match="--cost-loss-weight is -1.0; expected a non-negative number"):
+        cdt.check_config(cdt.Config(cost_loss_weight=-1.0))
+
+
 def test_pareto_mask_keeps_exactly_the_undominated_episodes():
     from offrl.data.cost_return_augmentation import pareto_mask
 

@@ -11,10 +11,18 @@ for less cost asks for safer behaviour, without retraining.
 Defaults: OSRL `examples/configs/cdt_configs.py` (CDTTrainConfig) where offrl has the same knob.
 The paper's data augmentation (relabelled copies of the safest good episodes for targets above
 the data's reward-cost Pareto frontier, offrl/data/cost_return_augmentation.py) is on by default
-as in OSRL (augment_percent 0.2); `augment_fraction=0` turns it off. Differences, said plainly:
-the action head is deterministic (tanh, mean-squared error, like offrl's DT; OSRL's default is a
-stochastic Gaussian head with an entropy bonus), there is no cost prediction head (OSRL's
-loss_cost_weight 0.02) and no cost transform (OSRL feeds 50 - C).
+as in OSRL (augment_percent 0.2); `augment_fraction=0` turns it off.
+
+Action head, as OSRL's default (`stochastic=True`, `DiagGaussianActor` in `osrl/common/net.py`): a
+diagonal Gaussian (linear mean and log-std, unsquashed) trained by negative log-likelihood minus a
+learned temperature times its entropy; the temperature (initially 0.1) follows SAC's rule toward
+a target entropy of −action_dim, compared, as OSRL compares it, with the per-dimension mean entropy
+(Adam, lr 1e-4). The policy acts with the mean (OSRL's evaluation) or a sample, clipped to the
+action box. `stochastic=False` is offrl's DT head (tanh, mean-squared error). Cost prediction head,
+as OSRL's: a two-class head on each action token predicting whether that step pays a cost
+(cost > 0; OSRL casts the cost to an integer class), an auxiliary loss weighted 0.02
+(loss_cost_weight) that shapes the shared features and is not used when acting. Not done: OSRL's
+state prediction head (weight 0 by default) and cost transform (it feeds 50 − C).
 
 Engine hooks: `training_data`/`sample` (windows with returns-to-go and costs-to-go, drawn at the
 same starts), stateful acting (`init_context`/`act_in_context`) with `ACTS_ON_COSTS`: the policy
@@ -65,6 +73,10 @@ class Config:
     target_return: float | None = None  # evaluation target in env reward units; unset: the best episode return in the data
     target_cost: float = 10.0  # κ: the cost-to-go evaluation starts from, and DSRL's threshold (OSRL's target costs 0-60)
     use_cost: bool = True  # False zeroes the cost tokens (OSRL cdt_configs.py use_cost): the broken variant
+    stochastic: bool = True  # Gaussian action head with an entropy bonus (OSRL cdt_configs.py stochastic); False: tanh + MSE
+    init_temperature: float = 0.1  # the entropy bonus's starting weight (OSRL cdt_configs.py init_temperature)
+    temperature_learning_rate: float = 1e-4  # OSRL cdt.py log_temperature_optimizer (Adam, lr 1e-4)
+    cost_loss_weight: float = 0.02  # the cost prediction head's auxiliary loss (OSRL cdt_configs.py loss_cost_weight); 0: off
     # Pareto-frontier data augmentation (OSRL cdt_configs.py CDTTrainConfig "augmentation param"):
     augment_fraction: float = 0.2  # relabelled copies per episode (augment_percent); 0: off
     augment_degree: int = 4  # polynomial degree of the fitted frontier (deg; the velocity tasks' configs use 1)
@@ -97,10 +109,19 @@ def check_config(config: Config) -> None:
         raise ConfigError(f"--augment-degree is {config.augment_degree}; expected a positive integer.")
     if not config.augment_beta > 0:
         raise ConfigError(f"--augment-beta is {config.augment_beta}; expected a positive number.")
+    for name in ("init_temperature", "temperature_learning_rate"):
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} is {getattr(config, name)}; expected a positive number.")
+    if not config.cost_loss_weight >= 0:
+        raise ConfigError(f"--cost-loss-weight is {config.cost_loss_weight}; expected a non-negative number.")
+
+
+LOG_STD_BOUNDS = (-5.0, 2.0)  # OSRL net.py DiagGaussianActor log_std_bounds (declared there; applied here)
 
 
 class ConstrainedDecisionTransformerNet(nn.Module):
-    """(R_t, C_t, s_t, a_t) tokens per step -> an action for every step, read from its state token."""
+    """(R_t, C_t, s_t, a_t) tokens per step -> per step: the action mean and log-std, read from the state
+    token (the log-std unused by the deterministic head), and cost-class logits, read from the action token."""
 
     action_dim: int
     embedding_dim: int
@@ -108,6 +129,7 @@ class ConstrainedDecisionTransformerNet(nn.Module):
     num_heads: int
     max_episode_steps: int
     dropout_rate: float
+    stochastic: bool = True
 
     @nn.compact
     def __call__(self, observations, actions, returns_to_go, costs_to_go, timesteps, training: bool = False):
@@ -120,12 +142,21 @@ class ConstrainedDecisionTransformerNet(nn.Module):
                             embed(actions)], axis=2).reshape(batch, 4 * steps, -1)  # token 4t + 2 is s_t
         tokens = nn.Dropout(self.dropout_rate)(nn.LayerNorm()(tokens), deterministic=not training)
         features = CausalTransformer(self.num_layers, self.num_heads, self.dropout_rate, self.dropout_rate)(tokens, training)
-        return jnp.tanh(nn.Dense(self.action_dim, kernel_init=init)(features[:, 2::4]))
+        state_features = features[:, 2::4]
+        cost_logits = nn.Dense(2, kernel_init=init, name="cost_head")(features[:, 3::4])
+        if not self.stochastic:
+            mean = jnp.tanh(nn.Dense(self.action_dim, kernel_init=init)(state_features))
+            return mean, jnp.zeros_like(mean), cost_logits
+        orthogonal = nn.initializers.orthogonal()  # OSRL net.py DiagGaussianActor weight_init
+        mean = nn.Dense(self.action_dim, kernel_init=orthogonal, name="mean")(state_features)
+        log_std = jnp.clip(nn.Dense(self.action_dim, kernel_init=orthogonal, name="log_std")(state_features), *LOG_STD_BOUNDS)
+        return mean, log_std, cost_logits
 
 
 @struct.dataclass
 class State:
     model: TrainState
+    temperature: TrainState  # params {'log_temperature': scalar}; unused by the deterministic head
     target_return: jax.Array  # env reward units; set from the training data by `update`
     target_cost: jax.Array  # env cost units
     rng: jax.Array
@@ -133,6 +164,7 @@ class State:
     return_scale: float = struct.field(pytree_node=False, default=10.0)
     cost_scale: float = struct.field(pytree_node=False, default=1.0)
     use_cost: bool = struct.field(pytree_node=False, default=True)
+    stochastic: bool = struct.field(pytree_node=False, default=True)
     action_dim: int = struct.field(pytree_node=False, default=1)
 
 
@@ -140,6 +172,7 @@ class State:
 class WindowBatch:
     windows: SequenceBatch
     costs_to_go: jax.Array  # (batch, K), scaled by 1 / cost_scale, zero on padding
+    cost_labels: jax.Array  # (batch, K): 1 where the step pays a cost, zero on padding
     target_return: jax.Array
 
 
@@ -155,7 +188,7 @@ class Context:
 
 def _network(spec: Spec, config: Config) -> ConstrainedDecisionTransformerNet:
     return ConstrainedDecisionTransformerNet(spec.action_dim, config.hidden_dims[0], len(config.hidden_dims),
-                                             config.num_heads, config.max_episode_steps, config.dropout_rate)
+                                             config.num_heads, config.max_episode_steps, config.dropout_rate, config.stochastic)
 
 
 def init(key: jax.Array, spec: Spec, config: Config) -> State:
@@ -169,12 +202,14 @@ def init(key: jax.Array, spec: Spec, config: Config) -> State:
     schedule = lambda step: config.learning_rate * jnp.minimum((step + 1) / warmup, 1.0)  # noqa: E731
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip),
                      optax.adamw(schedule, b1=0.9, b2=0.999, weight_decay=config.weight_decay))
+    temperature = TrainState.create(apply_fn=None, params={"log_temperature": jnp.log(jnp.asarray(config.init_temperature, jnp.float32))},
+                                    tx=optax.adam(config.temperature_learning_rate))
     return State(
-        model=TrainState.create(apply_fn=_network(spec, config).apply, params=params, tx=tx),
+        model=TrainState.create(apply_fn=_network(spec, config).apply, params=params, tx=tx), temperature=temperature,
         target_return=jnp.asarray(config.target_return or 0.0, jnp.float32),
         target_cost=jnp.asarray(config.target_cost, jnp.float32), rng=rng, context_length=k,
         return_scale=float(config.return_scale), cost_scale=float(config.cost_scale), use_cost=config.use_cost,
-        action_dim=spec.action_dim,
+        stochastic=config.stochastic, action_dim=spec.action_dim,
     )
 
 
@@ -193,6 +228,7 @@ def training_data(dataset: Any, normalizer: Any, config: Config) -> dict[str, np
                             dataset.costs[rows] / config.cost_scale, terminals, starts)
     data["returns_to_go"] = data["returns_to_go"] + (return_shift * normalizer.reward_scale / config.return_scale).astype(np.float32)
     data["costs_to_go"] = costs["returns_to_go"] + (cost_shift / config.cost_scale).astype(np.float32)
+    data["cost_labels"] = (dataset.costs[rows] > 0).astype(np.float32)
     target = config.target_return
     if target is None:
         target = float(np.add.reduceat(transitions["rewards"].astype(np.float64), dataset.episode_starts).max())
@@ -218,28 +254,68 @@ def augmented_rows(dataset: Any, config: Config) -> tuple[np.ndarray, np.ndarray
 
 
 def sample(data: dict[str, jax.Array], key: jax.Array, config: Config) -> WindowBatch:
-    """Engine hook: windows of returns-to-go and, drawn with the same key (so the same starts), of costs-to-go."""
+    """Engine hook: windows of returns-to-go and, drawn with the same key (so the same starts), of
+    costs-to-go and of the steps' cost labels."""
     windows = sample_sequences(data, key, config.batch_size, config.context_length)
-    costs = sample_sequences({**data, "returns_to_go": data["costs_to_go"]}, key, config.batch_size, config.context_length)
-    return WindowBatch(windows=windows, costs_to_go=costs.returns_to_go, target_return=data["target_return"])
+    aligned = lambda name: sample_sequences({**data, "returns_to_go": data[name]}, key, config.batch_size,  # noqa: E731
+                                            config.context_length).returns_to_go
+    return WindowBatch(windows=windows, costs_to_go=aligned("costs_to_go"), cost_labels=aligned("cost_labels"),
+                       target_return=data["target_return"])
+
+
+def gaussian_log_prob_and_entropy(mean: jax.Array, log_std: jax.Array, actions: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-dimension log-density of `actions` and entropy of N(mean, exp(log_std)^2)."""
+    log_prob = -0.5 * ((actions - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
+    return log_prob, log_std + 0.5 * (1.0 + jnp.log(2 * jnp.pi))
 
 
 def update(state: State, batch: WindowBatch, config: Config) -> tuple[State, dict[str, jax.Array]]:
     rng, dropout_key = jax.random.split(state.rng)
     windows = batch.windows
     mask = windows.mask.astype(jnp.float32)
+    count = jnp.maximum(mask.sum(), 1.0)
     costs_to_go = batch.costs_to_go if config.use_cost else jnp.zeros_like(batch.costs_to_go)
+    temperature = jnp.exp(state.temperature.params["log_temperature"])
 
     def loss_fn(params):
-        predicted = state.model.apply_fn(params, windows.observations, windows.actions, windows.returns_to_go, costs_to_go,
-                                         windows.timesteps, training=True, rngs={"dropout": dropout_key})
-        squared = ((predicted - windows.actions) ** 2).mean(axis=-1)
-        return (squared * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+        mean, log_std, cost_logits = state.model.apply_fn(params, windows.observations, windows.actions, windows.returns_to_go,
+                                                          costs_to_go, windows.timesteps, training=True,
+                                                          rngs={"dropout": dropout_key})
+        masked_mean = lambda values: (values.mean(axis=-1) * mask).sum() / count  # noqa: E731
+        if config.stochastic:
+            # OSRL cdt.py: -(mean log-likelihood + temperature * mean entropy), both per action dimension
+            log_prob, entropy = gaussian_log_prob_and_entropy(mean, log_std, windows.actions)
+            action_loss = -masked_mean(log_prob)
+            entropy = masked_mean(entropy)
+            action_term = action_loss - jax.lax.stop_gradient(temperature) * entropy
+        else:
+            action_loss = masked_mean((mean - windows.actions) ** 2)
+            entropy = jnp.zeros(())
+            action_term = action_loss
+        labels = batch.cost_labels.astype(jnp.int32)
+        cost_nll = -jnp.take_along_axis(jax.nn.log_softmax(cost_logits), labels[..., None], axis=-1)[..., 0]
+        cost_loss = (cost_nll * mask).sum() / count
+        accuracy = ((cost_logits.argmax(-1) == labels) * mask).sum() / count
+        return action_term + config.cost_loss_weight * cost_loss, (action_loss, entropy, cost_loss, accuracy)
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.model.params)
-    metrics = {"actor_loss": loss, "grad_norm": optax.tree.norm(grads)}
-    return state.replace(model=state.model.apply_gradients(grads=grads),
+    (_, (action_loss, entropy, cost_loss, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.model.params)
+    metrics = {"actor_loss": action_loss, "cost_loss": cost_loss, "cost_accuracy": accuracy, "grad_norm": optax.tree.norm(grads)}
+    new_temperature = state.temperature
+    if config.stochastic:
+        # SAC's temperature rule (OSRL cdt.py): d/d log T of T * (entropy - target) = T * (entropy - target)
+        target_entropy = -float(state.action_dim)
+        gap = jax.lax.stop_gradient(entropy - target_entropy)
+        new_temperature = state.temperature.apply_gradients(grads={"log_temperature": temperature * gap})
+        metrics.update(entropy=entropy, temperature=temperature)
+    return state.replace(model=state.model.apply_gradients(grads=grads), temperature=new_temperature,
                          target_return=jnp.asarray(batch.target_return, jnp.float32), rng=rng), metrics
+
+
+def _actions(state: State, mean: jax.Array, log_std: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+    """The action head's mean (OSRL's evaluation) or a sample from it, inside the action box [-1, 1]."""
+    if deterministic or not state.stochastic:
+        return jnp.clip(mean, -1.0, 1.0)
+    return jnp.clip(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape), -1.0, 1.0)
 
 
 def init_context(state: State, num_envs: int, spec: Spec) -> Context:
@@ -278,9 +354,9 @@ def act_in_context(state: State, context: Context, observations: jax.Array, rewa
         length=jnp.minimum(length + 1, k),
     )
     costs_in = context.costs_to_go if state.use_cost else jnp.zeros_like(context.costs_to_go)
-    predicted = state.model.apply_fn(state.model.params, context.observations, context.actions, context.returns_to_go,
-                                     costs_in, context.timesteps)
-    actions = predicted[rows, position]
+    mean, log_std, _ = state.model.apply_fn(state.model.params, context.observations, context.actions, context.returns_to_go,
+                                            costs_in, context.timesteps)
+    actions = _actions(state, mean[rows, position], log_std[rows, position], key, deterministic)
     return actions, context.replace(actions=context.actions.at[rows, position].set(actions))
 
 
@@ -288,6 +364,7 @@ def act(state: State, observations: jax.Array, key: jax.Array, deterministic: bo
     """The contract's memoryless act: each observation as an episode's first step, at the targets."""
     n = observations.shape[0]
     ctg = jnp.full((n, 1), state.target_cost / state.cost_scale) if state.use_cost else jnp.zeros((n, 1))
-    predicted = state.model.apply_fn(state.model.params, observations[:, None], jnp.zeros((n, 1, state.action_dim)),
-                                     jnp.full((n, 1), state.target_return / state.return_scale), ctg, jnp.zeros((n, 1), jnp.int32))
-    return predicted[:, 0]
+    mean, log_std, _ = state.model.apply_fn(state.model.params, observations[:, None], jnp.zeros((n, 1, state.action_dim)),
+                                            jnp.full((n, 1), state.target_return / state.return_scale), ctg,
+                                            jnp.zeros((n, 1), jnp.int32))
+    return _actions(state, mean[:, 0], log_std[:, 0], key, deterministic)
