@@ -11,7 +11,7 @@ clipped to [0, 1]). Wall times are per run, in seconds, compile included, on thi
     python benchmarks/finetune.py [--methods iql,cql,rebrac,spot,awac,calql,rlpd] [--seeds 0,1,2]
         [--dataset default] [--offline-steps 30000] [--online-steps 10000] [--eval-every 2500]
         [--rlpd-utd 20] [--rlpd-warmup 5000] [--small] [--data-dir DIR] [--preset D4RL_NAME]
-        [--out runs/bench-finetune] [--markdown FILE]
+        [--offline-from GLOB] [--out runs/bench-finetune] [--markdown FILE]
 
 Finished runs under `--out` are reused, so an interrupted benchmark continues where it stopped.
 `--small` uses 64x64 networks (and a 64x64 VAE for SPOT) for a quick check of the pipeline; the
@@ -82,7 +82,14 @@ def run_one(method: str, seed: int, args, dataset, out: Path) -> dict:
             summary = train_with_prior_data(algo, config, dataset, online_config, base / "online",
                                             dataset_reference={"argument": args.dataset}, progress=False).summary
     else:
-        offline = finished(base / "offline")
+        offline_dir = base / "offline"
+        if args.offline_from:
+            # An existing offline run (e.g. a suite-table cell's seed), fine-tuned as it is.
+            matches = sorted(Path().glob(args.offline_from.format(method=method, seed=seed)))
+            if len(matches) != 1 or finished(matches[0]) is None:
+                raise SystemExit(f"--offline-from matches {len(matches)} finished runs for {method} seed {seed}; expected one.")
+            offline_dir = matches[0]
+        offline = finished(offline_dir)
         if offline is None:
             started = time.perf_counter()
             train = TrainConfig(steps=args.offline_steps, eval_every=args.offline_steps, log_every=min(1_000, args.offline_steps),
@@ -92,11 +99,11 @@ def run_one(method: str, seed: int, args, dataset, out: Path) -> dict:
                                     dataset_reference={"argument": args.dataset}, progress=False).summary
             offline["wall_seconds"] = time.perf_counter() - started
             (base / "offline" / "bench.json").write_text(json.dumps({"wall_seconds": offline["wall_seconds"]}))
-        bench = base / "offline" / "bench.json"
-        offline_seconds = json.loads(bench.read_text())["wall_seconds"] if bench.exists() else float("nan")
+        bench = offline_dir / "bench.json"
+        offline_seconds = json.loads(bench.read_text())["wall_seconds"] if bench.exists() else offline.get("train_seconds", float("nan"))
         summary = finished(base / "online")
         if summary is None:
-            summary = finetune(base / "offline", online_config, base / "online", dataset=dataset, progress=False).summary
+            summary = finetune(offline_dir, online_config, base / "online", dataset=dataset, progress=False).summary
     print(f"{method:7s} seed {seed}: {summary['score_before']:6.1f} -> {summary['score_after']:6.1f} "
           f"(best {summary['best_score']:.1f}, regret {summary['regret']:.3f}), offline {offline_seconds:.0f} s, "
           f"online {summary['wall_seconds']:.0f} s", flush=True)
@@ -142,6 +149,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="offrl data directory holding --dataset")
     parser.add_argument("--preset", default=None, help="apply each method's preset of this D4RL dataset to its offline "
                         "config (e.g. hopper-medium-replay-v2; methods without one keep their defaults)")
+    parser.add_argument("--offline-from", default=None, help="fine-tune existing offline runs instead of training them: a glob "
+                        "relative to the working directory with {method} and {seed}, e.g. "
+                        "'benchmarks/results/suite-table/hopper-medium-replay/{method}/sweep/trials/*/seed_{seed}'")
     parser.add_argument("--small", action="store_true", help="64x64 networks: a quick check of the pipeline")
     parser.add_argument("--out", default="runs/bench-finetune")
     parser.add_argument("--markdown", default=None, help="also write the table to this file")
@@ -153,7 +163,8 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     started = time.perf_counter()
     results = [run_one(method, seed, args, dataset, Path(args.out)) for method in args.methods for seed in seeds]
-    text = (f"{dataset.metadata.name}: {args.offline_steps:,} offline updates (not RLPD), {args.online_steps:,} online steps "
+    offline_text = f"offline runs {args.offline_from}" if args.offline_from else f"{args.offline_steps:,} offline updates"
+    text = (f"{dataset.metadata.name}: {offline_text} (not RLPD), {args.online_steps:,} online steps "
             f"(RLPD: {args.rlpd_warmup:,} random first, UTD {args.rlpd_utd}), {'64x64 networks' if args.small else 'default networks'}"
             f"{f', presets of {args.preset}' if args.preset else ''}, "
             f"{args.eval_episodes} evaluation episodes\n\n"
