@@ -10,7 +10,8 @@ BROKEN changes), `real_only` (real_ratio 1: no model rows, i.e. rollouts that ar
 on), or NAME:KEY=VALUE,... for other changes, e.g. `flipped:penalty_coef=-0.5` (the engine's check
 that refuses a negative penalty is lifted here, for measurement only). --data: band (BandReach with
 its cliff), band-linear (cliff 0: the same data, scored where faster is always better),
-mostly-random, narrow, mostly-idle (Pendulum). The dynamics model is trained once per dataset
+band-noisy[:K] (recorded next states with noise of std K x ||a||, K 0.1 by default: a model's std
+grows with the action), mostly-random, narrow, mostly-idle (Pendulum). The dynamics model is trained once per dataset
 into a temporary cache that all variants share, as the tests' `band_model` fixture does.
 With --probe-uncertainty it prints, instead, MOPO's penalty (the elites' largest predicted std
 norm) and the elites' disagreement (std of their means) at the band's fast actions
@@ -44,6 +45,8 @@ from learning_data import BandReach, mostly_idle_pendulum, narrow_controller_pen
 from scripted import mixed_quality  # noqa: E402
 from test_model_based_learning import BROKEN, ROLLOUTS, SETTINGS, band_dynamics  # noqa: E402
 
+SPEED_NOISE = 0.1
+
 PENDULUM_REFERENCES = (-1200.0, -150.0)  # about conftest's pendulum_references: scores are returns, not normalised
 
 
@@ -52,6 +55,9 @@ def make_data(name: str):
     if name in ("band", "band-linear"):
         task = BandReach(cliff=0.0 if name == "band-linear" else 2.0)
         return BandReach().dataset(), task  # the data never leave the band, so they are the same
+    if name.startswith("band-noisy"):  # band-noisy or band-noisy:K, K the speed noise (default SPEED_NOISE)
+        task = BandReach(speed_noise=float(name.partition(":")[2] or SPEED_NOISE))
+        return task.dataset(), task
     if name == "mostly-random":
         dataset = collect_episodes("Pendulum-v1", mixed_quality(0.8), num_episodes=40, seed=0, name="pendulum-mostly-random-v0")
     elif name == "narrow":
@@ -113,7 +119,7 @@ def main() -> None:
             print(json.dumps({"dynamics_seconds": round(time.perf_counter() - started, 1)}), flush=True)
         if args.probe_uncertainty:
             if task is None:
-                raise SystemExit("--probe-uncertainty measures BandReach's band; expected --data band.")
+                raise SystemExit("--probe-uncertainty measures BandReach's band; expected --data band or band-noisy.")
             probe_uncertainty(dataset, task, model_dir)
             return
         for text in args.variants:

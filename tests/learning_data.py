@@ -126,8 +126,9 @@ class BandReach:
     length = 20  # steps per episode
     SLOW, FAST = -0.2, 0.3
 
-    def __init__(self, cliff: float = 2.0, edge: float = 0.25, slow_share: float = 0.8, noise: float = 0.0):
-        self.cliff, self.edge, self.slow_share, self.noise = cliff, edge, slow_share, noise
+    def __init__(self, cliff: float = 2.0, edge: float = 0.25, slow_share: float = 0.8, noise: float = 0.0,
+                 speed_noise: float = 0.0):
+        self.cliff, self.edge, self.slow_share, self.noise, self.speed_noise = cliff, edge, slow_share, noise, speed_noise
 
     def band_action(self, observations: np.ndarray, speed: float) -> np.ndarray:
         return -speed * np.tanh(2.0 * observations)
@@ -143,8 +144,9 @@ class BandReach:
         actions = np.clip(actions, -1.0, 1.0)
         away = observations / np.maximum(np.linalg.norm(observations, axis=-1, keepdims=True), 1e-6)
         next_observations = observations + 0.2 * actions + self.cliff * self.excess(observations, actions)[:, None] * away
-        if self.noise and rng is not None:
-            next_observations = next_observations + rng.normal(0.0, self.noise, next_observations.shape)
+        if (self.noise or self.speed_noise) and rng is not None:
+            std = self.noise + self.speed_noise * np.linalg.norm(actions, axis=-1, keepdims=True)
+            next_observations = next_observations + std * rng.normal(size=next_observations.shape)
         return next_observations.astype(np.float32), -np.linalg.norm(next_observations, axis=-1).astype(np.float32)
 
     def behaviour(self, observations: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -26,7 +26,13 @@ MOPO has no test: its penalty, the largest predicted (aleatoric) std, falls off 
 task (0.063 at the band's fast actions, 0.015 at 0.8 beyond them, while the elites' disagreement
 rises from 0.018 to 0.55; `--probe-uncertainty`) as on Pendulum, so lambda 0.5, 0 and -0.5 all
 follow the model off the cliff: -68.6/-74.3/-76.4, -70.0/-75.5/-77.9, -71.2/-76.5/-78.4
-(real-only: -150/-165/-123).
+(real-only: -150/-165/-123). With next-state noise that grows with the action (BandReach
+speed_noise K: std K x ||a||, `--data band-noisy:K`), the penalty rises off the data only when the
+noise dominates (K 0.1: 0.100 at the fast actions, 0.024 at 0.8 beyond; K 0.3: 0.18 to 0.23;
+K 1.0: 0.53 to 1.80), and then the broken variant no longer falls off the cliff either: K 0.5,
+lambda 0.5 / 2 / 5 -8.55/-7.93/-7.70, -9.74/-9.57/-9.34, -11.1/-11.1/-11.0 against lambda 0
+-10.5/-9.23/-11.2 (BC -19.1/-19.2/-19.4); K 1.0, -12.5/-12.8/-12.6 against -12.3/-12.5/-12.4. A
+gap of 1-3 between the variants is too small for a threshold set from three seeds.
 """
 
 from __future__ import annotations
