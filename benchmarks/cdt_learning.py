@@ -1,9 +1,10 @@
 """Measures the CDT learning test's seeds and variants (tests/test_safe.py test_cdt_cost_falls_as_its_target_cost_falls).
 
 The test's settings on the safe-and-unsafe torque-cost Pendulum data, seeds 0-2; each policy evaluated at
-target cost 40 and 0 (10 episodes). Variants: default (Pareto augmentation on), no_aug
-(augment_fraction 0), broken (use_cost False), deterministic (the tanh + MSE head without the cost
-prediction head, offrl's CDT before OSRL's heads were added). One JSON line per run:
+target cost 40 and 0 (10 episodes). Variants: test (the test's settings: Pareto augmentation on,
+the tanh + MSE head without cost prediction), test_no_aug (augment_fraction 0), test_broken
+(use_cost False); default and broken: the same with OSRL's default heads (Gaussian + entropy
+bonus, cost prediction 0.02); default_4k: 4,000 updates. One JSON line per run:
 
     cd tests && python ../benchmarks/cdt_learning.py [variant ...]
 """
@@ -26,14 +27,18 @@ from test_safe import CDT_SETTINGS
 algo = get_algorithm("cdt")
 refs = (-1270.0, -143.0)
 data = safe_and_unsafe_pendulum(refs)
-variants = {"default": {}, "no_aug": {"augment_fraction": 0.0}, "broken": {"use_cost": False},
-            "deterministic": {"stochastic": False, "cost_loss_weight": 0.0}}
+# CDT_SETTINGS hold the test's deterministic head; "default" and "broken" here restore OSRL's heads.
+OSRL_HEADS = {"stochastic": True, "cost_loss_weight": 0.02}
+variants = {"test": {}, "test_no_aug": {"augment_fraction": 0.0}, "test_broken": {"use_cost": False},
+            "default": OSRL_HEADS, "broken": {**OSRL_HEADS, "use_cost": False}, "default_4k": {**OSRL_HEADS, "_steps": 4000}}
 for name in sys.argv[1:] or variants:
     for seed in (0, 1, 2):
         t = time.time()
-        train = TrainConfig(steps=2000, eval_every=2000, log_every=2000, eval_episodes=10, seed=seed)
+        settings = dict(variants[name])
+        steps = settings.pop("_steps", 2000)
+        train = TrainConfig(steps=steps, eval_every=steps, log_every=steps, eval_episodes=10, seed=seed)
         with tempfile.TemporaryDirectory() as d:
-            policy = train_offline(algo, algo.Config(**{**CDT_SETTINGS, **variants[name]}), data, train, Path(d) / "r", progress=False).policy
+            policy = train_offline(algo, algo.Config(**{**CDT_SETTINGS, **settings}), data, train, Path(d) / "r", progress=False).policy
             out = {}
             for target in (40.0, 0.0):
                 policy.state = policy.state.replace(target_cost=np.float32(target))

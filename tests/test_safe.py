@@ -366,8 +366,11 @@ def test_cdt_augmented_copies_start_at_their_targets_from_a_cheaper_episode(make
     assert (copies.target_returns >= 5 * copies.target_costs - 1.0).all()
 
 
+# The deterministic head without the cost-prediction head: OSRL's default heads separate the target
+# costs less reliably here (see the test's docstring).
 CDT_SETTINGS = {"hidden_dims": (32, 32), "num_heads": 1, "context_length": 5, "learning_rate": 1e-3, "batch_size": 64,
-                "warmup_steps": 100, "target_return": -150.0, "target_cost": 0.0}
+                "warmup_steps": 100, "target_return": -150.0, "target_cost": 0.0, "stochastic": False,
+                "cost_loss_weight": 0.0}
 
 
 @pytest.mark.slow
@@ -380,7 +383,13 @@ def test_cdt_cost_falls_as_its_target_cost_falls(safe_and_unsafe, tmp_path):
     low at this budget (about -890 to -1080 at either target; random actions: about -1270), so this
     tests the cost conditioning, not the swing-up. Thresholds: cost at 0 below 20 and at least 12 below
     the cost at 40. Broken, cost-to-go ignored (use_cost=False: cost tokens zeroed in training and
-    acting): 40.0 / 40.0, 31.1 / 31.1, 24.2 / 24.2 (gap 0); the test fails on it."""
+    acting): 40.0 / 40.0, 31.1 / 31.1, 24.2 / 24.2 (gap 0); the test fails on it. These settings use
+    the tanh + MSE head without cost prediction (stochastic=False, cost_loss_weight=0). With OSRL's
+    default heads (Gaussian + entropy bonus, cost prediction 0.02) the returns are higher (-450 to
+    -850) but the target costs separate less: cost at 40 / at 0 30.1 / 8.3, 31.5 / 40.4, 31.3 / 9.6
+    at 2k updates; 15.9 / 13.0, 41.8 / 17.8, 15.0 / 5.6 at 4k (seed 1 at 2k and seed 0 at 4k would
+    fail); broken (2k) 12.8 / 12.8, 21.3 / 21.3, 11.5 / 11.5.
+    cd tests && python ../benchmarks/cdt_learning.py test test_broken default broken default_4k"""
     algo = get_algorithm("cdt")
     train = TrainConfig(steps=2_000, eval_every=2_000, log_every=2_000, eval_episodes=10, seed=0)
     policy = train_offline(algo, algo.Config(**CDT_SETTINGS), safe_and_unsafe, train, tmp_path / "cdt", progress=False).policy
