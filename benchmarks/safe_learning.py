@@ -9,7 +9,10 @@ multiplier, mean cost Q at the policy's actions, the per-step limit; CPQ: alpha,
 fraction of the actor's actions its cost critic deems safe).
 
     cd tests && python ../benchmarks/safe_learning.py bcq_lag [--steps N] [--seeds 0,1,2] \
-        [--set '{"act_samples": 10}'] [variant ...]
+        [--set '{"act_samples": 10}'] [--data speed-limit] [variant ...]
+
+--data speed-limit runs them on tests/speed_limit.py's runner instead (cost paid while fast, κ 10
+per 100-step episode, T 100).
 
 Measured lines (settings in each line's "set"): benchmarks/results/safe_learning/<algorithm>.jsonl,
 run on one core shared with two other jobs (taskset -c 0, nice 19), so the times are not the test's.
@@ -34,6 +37,7 @@ from offrl.train.multi_seed import train_seeds  # noqa: E402
 from offrl.train.offline import TrainConfig  # noqa: E402
 from safe_learning_data import TARGET_COST, safe_and_unsafe_pendulum  # noqa: E402
 from scripted import swing_up  # noqa: E402
+import speed_limit  # noqa: E402
 
 # Small-scale settings shared by every variant; `--set` overrides them.
 COMMON = {"hidden_dims": (64, 64), "vae_hidden_dims": (64, 64), "target_cost": TARGET_COST}
@@ -48,13 +52,19 @@ parser.add_argument("--steps", type=int, default=3_000)
 parser.add_argument("--seeds", default="0,1,2")
 parser.add_argument("--set", default="{}", help="JSON of Config fields")
 parser.add_argument("--eval-episodes", type=int, default=10)
+parser.add_argument("--data", choices=["pendulum", "speed-limit"], default="pendulum",
+                    help="speed-limit: tests/speed_limit.py's runner (κ 10, T 100) instead of the torque-cost Pendulum")
 args = parser.parse_args()
 
-# tests/conftest.py pendulum_references, recomputed the same way.
-rng = np.random.default_rng(123)
-refs = (evaluate_policy(lambda obs: rng.uniform(-2, 2, (len(obs), 1)), "Pendulum-v1", 10, seed=1).mean_return,
-        evaluate_policy(swing_up, "Pendulum-v1", 10, seed=1).mean_return)
-data = safe_and_unsafe_pendulum(refs)
+if args.data == "speed-limit":
+    data = speed_limit.safe_and_unsafe_runs()
+    COMMON.update(target_cost=speed_limit.TARGET_COST, max_episode_steps=speed_limit.EPISODE_STEPS)
+else:
+    # tests/conftest.py pendulum_references, recomputed the same way.
+    rng = np.random.default_rng(123)
+    refs = (evaluate_policy(lambda obs: rng.uniform(-2, 2, (len(obs), 1)), "Pendulum-v1", 10, seed=1).mean_return,
+            evaluate_policy(swing_up, "Pendulum-v1", 10, seed=1).mean_return)
+    data = safe_and_unsafe_pendulum(refs)
 algo = get_algorithm(args.algorithm)
 overrides = {key: tuple(value) if isinstance(value, list) else value for key, value in json.loads(args.set).items()}
 seeds = [int(seed) for seed in args.seeds.split(",")]
@@ -70,7 +80,7 @@ for name in args.variants:
     elapsed = time.time() - start
     for seed, result, last in zip(seeds, results, lasts):
         summary = result.summary
-        line = {"algorithm": args.algorithm, "variant": name, "seed": seed, "set": args.set if name != "osrl" else "{}",
+        line = {"algorithm": args.algorithm, "data": args.data, "variant": name, "seed": seed, "set": args.set if name != "osrl" else "{}",
                 "steps": args.steps, "normalized_cost": round(summary["final_normalized_cost"], 2),
                 "normalized_reward": round(summary["final_normalized_reward"], 2),
                 "cost": round(summary["final_cost"], 1), "return": round(summary["final_return"], 1)}
