@@ -1,0 +1,168 @@
+"""offrl's safe offline RL table on its own velocity-constrained datasets, in DSRL's protocol.
+
+One command runs (or resumes) every missing cell and rewrites the table:
+
+    nice -n 10 python benchmarks/safe_table.py                          # everything, in priority order
+    nice -n 10 python benchmarks/safe_table.py --algos bc_safe --datasets hopper
+    python benchmarks/safe_table.py --table-only
+
+Data: `offrl datasets make offrl/Safety<Robot>Velocity-v1 --safe --budget 20000 --size 50000 --seed 0
+--data-dir /work/suites/data` (offrl/suites/safe_recipe.py: an unconstrained SAC agent and SAC-Lag
+agents at four cost limits, their last two snapshots each, mixed; a CPU-scale version of DSRL's
+recipe). A cell is one algorithm at one target cost κ on one dataset, 3 seeds in one program
+(`offrl sweep`), at OSRL's defaults with OSRL's per-task settings for the matching DSRL velocity task
+when offrl has them as presets (`offrl presets ALGO`; e.g. T = 1000 steps per episode), and these CPU
+changes, said in the table: `--steps` updates; CDT's batch 256 (OSRL: 2048) and its return targets
+from the data (OSRL's are absolute DSRL returns, e.g. 1,750 for Hopper, another scale than this
+data's). κ ∈ {20, 40, 80}: OSRL's target costs for the velocity tasks (examples/configs/cdt_configs.py
+target_returns). Scores: DSRL's normalised reward (R − R_min)/(R_max − R_min) with the dataset's
+reference returns, and normalised cost (C + ε)/(κ + ε); a cell is safe when its normalised cost is at
+most 1; the last columns average over the three κ, as OSRL's tables do.
+
+Records (config.json, summary.json, eval.jsonl, metrics.jsonl per seed; sweep.json, spec.json per
+cell) land in benchmarks/results/safe-table/; checkpoints are git-ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from offrl.train.presets import load_presets
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "safe-table"
+ALGORITHMS = ("bc_all", "bc_safe", "coptidice", "bcq_lag", "cdt", "cpq")  # cheap and sure first
+ROBOTS = {"hopper": "Hopper", "halfcheetah": "HalfCheetah"}
+KAPPAS = (20.0, 40.0, 80.0)  # OSRL examples/configs/cdt_configs.py velocity tasks' target costs
+
+
+def dataset_name(robot: str) -> str:
+    return f"safety{robot}velocity-safe-v0"
+
+
+def cell_config(algo: str, robot: str, kappa: float) -> dict:
+    """OSRL's per-task preset of the DSRL velocity task (when offrl has one), κ, and the CPU changes."""
+    preset = load_presets(algo).get(f"Offline{ROBOTS[robot]}VelocityGymnasium-v1")
+    config = dict(preset.config) if preset else {}
+    config["target_cost"] = kappa
+    if algo == "cdt":
+        config.update(batch_size=256, target_return=None, augment_max_return=None, augment_max_return_decrease=None)
+    return config
+
+
+def write_spec(algo: str, robot: str, kappa: float, steps: int, seeds: int, data_dir: str) -> Path:
+    spec = {
+        "name": f"{algo}-{robot}-k{kappa:g}",
+        "algorithms": [algo],
+        "datasets": [dataset_name(robot)],
+        "seeds": list(range(seeds)),
+        "train": {"steps": steps, "eval_every": steps, "eval_episodes": 10, "log_every": 1000, "checkpoint_every": steps // 2},
+        "config": {algo: cell_config(algo, robot, kappa)},
+        "data_dir": data_dir,
+    }
+    path = RESULTS / robot / f"{algo}-k{kappa:g}" / "spec.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec, indent=2) + "\n")
+    return path
+
+
+def collect() -> dict[tuple[str, str, float], list[dict]]:
+    cells: dict[tuple[str, str, float], list[dict]] = {}
+    for summary_path in sorted(RESULTS.glob("*/*/sweep/trials/*/seed_*/summary.json")):
+        summary = json.loads(summary_path.read_text())
+        if summary.get("status") != "finished" or "final_normalized_cost" not in summary:
+            continue
+        robot, cell = summary_path.parts[-7], summary_path.parts[-6]
+        algo, _, kappa = cell.rpartition("-k")
+        cells.setdefault((algo, robot, float(kappa)), []).append(summary)
+    return cells
+
+
+def _pair(summaries: list[dict]) -> tuple[float, float]:
+    return (float(np.mean([s.get("final_normalized_reward", np.nan) for s in summaries])),
+            float(np.mean([s["final_normalized_cost"] for s in summaries])))
+
+
+def write_table(steps: int, seeds: int) -> Path:
+    cells = collect()
+    robots = [r for r in ROBOTS if any(key[1] == r for key in cells)] or list(ROBOTS)
+    lines = [f"# Safe offline RL on offrl's velocity datasets: {steps:,} updates per seed (CPU budget), {seeds} seeds, "
+             f"target costs {', '.join(f'{k:g}' for k in KAPPAS)}", "",
+             "DSRL's protocol: normalised reward / normalised cost (mean over seeds; 10 evaluation episodes per seed); "
+             "a cell is safe when its normalised cost is at most 1 (bold: unsafe). 'mean' averages the three target "
+             "costs as OSRL's tables do, over the κ with finished seeds. OSRL's defaults and per-task settings; CDT "
+             "at batch 256 with return targets from the data. OSRL trains 100k-200k updates: these are short-budget "
+             "numbers.", "",
+             "Data: `offrl datasets make offrl/Safety<Robot>Velocity-v1 --safe --budget 20000 --size 50000 --seed 0` "
+             "(SAC and SAC-Lag behaviour agents, 20k steps each).", "",
+             "Machine: the project's shared 2-core x86 CPU, no GPU; cells ran niced beside other work.", "",
+             "Run, resume or extend: `nice -n 10 python benchmarks/safe_table.py` ('–' = no finished seed yet).", ""]
+    header = ["algorithm"] + [f"{robot} κ={k:g}" for robot in robots for k in KAPPAS] + [f"{robot} mean" for robot in robots]
+    lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+
+    def text(reward: float, cost: float) -> str:
+        body = f"{reward:.2f} / {cost:.2f}"
+        return body if cost <= 1.0 else f"**{body}**"
+
+    for algo in ALGORITHMS:
+        row, means = [algo], []
+        for robot in robots:
+            pairs = []
+            for kappa in KAPPAS:
+                summaries = cells.get((algo, robot, kappa), [])
+                if summaries:
+                    pairs.append(_pair(summaries))
+                row.append(f"{text(*pairs[-1])} (n={len(summaries)})" if summaries else "–")
+            means.append(text(*np.mean(pairs, axis=0)) if pairs else "–")
+        lines.append("| " + " | ".join(row + means) + " |")
+    out = RESULTS / "table.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def registered(data_dir: str) -> str:
+    return subprocess.run([sys.executable, "-m", "offrl.cli", "datasets", "list", "--data-dir", data_dir],
+                          capture_output=True, text=True, check=False).stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algos", default=",".join(ALGORITHMS))
+    parser.add_argument("--datasets", default=",".join(ROBOTS), help="robots: hopper, halfcheetah")
+    parser.add_argument("--steps", type=int, default=5_000)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--data-dir", default="/work/suites/data")
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS), help="results directory (a scratch one for a smoke run)")
+    args = parser.parse_args()
+    global RESULTS
+    RESULTS = Path(args.out)
+    algos = [a for a in args.algos.split(",") if a]
+    robots = [r for r in args.datasets.split(",") if r]
+    unknown = sorted(set(algos) - set(ALGORITHMS)) + sorted(set(robots) - set(ROBOTS))
+    if unknown:
+        parser.error(f"--algos/--datasets name {', '.join(unknown)}; expected names from {ALGORITHMS} and {tuple(ROBOTS)}.")
+    if not args.table_only:
+        for robot in robots:
+            for algo in algos:
+                for kappa in KAPPAS:
+                    if dataset_name(robot) not in registered(args.data_dir):
+                        print(f"{dataset_name(robot)}: not in {args.data_dir} yet (offrl datasets make --safe); skipped", flush=True)
+                        break
+                    spec = write_spec(algo, robot, kappa, args.steps, args.seeds, args.data_dir)
+                    subprocess.run([sys.executable, "-m", "offrl.cli", "sweep", str(spec), "--out", str(spec.parent / "sweep"),
+                                    "--workers", "1", "--no-progress"], check=False)
+                    write_table(args.steps, args.seeds)
+    print(write_table(args.steps, args.seeds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
