@@ -39,8 +39,9 @@ def test_every_preset_sets_real_fields_and_cites_a_reference_file(algorithm):
     for name, preset in load_presets(algorithm).items():
         assert set(preset.config) <= config_fields, (name, set(preset.config) - config_fields)
         assert set(preset.train) <= train_fields, (name, set(preset.train) - train_fields)
-        assert len(preset.source.split()) == 2, preset.source  # "owner/name@commit path/to/file"
-        repository = preset.source.split()[0].split("@")[0]
+        parts = preset.source.split()  # "owner/name@commit path/to/file" (OSRL's: + the per-task config class)
+        assert len(parts) == 2 or (len(parts) == 3 and parts[0].startswith("liuzuxin/OSRL@")), preset.source
+        repository = parts[0].split("@")[0]
         config_files = (".yaml", ".yml", "/d4rl/" + name.replace("-v2", "").replace("-", "_") + ".py",
                         "/d4rl/" + name.replace("-medium-replay-v2", "_mixed") + ".py")
         endings = {"tinkoff-ai/CORL": config_files, "tinkoff-ai/ReBRAC": config_files, "thuml/SPOT": config_files,
@@ -48,9 +49,10 @@ def test_every_preset_sets_real_fields_and_cites_a_reference_file(algorithm):
                    "yihaosun1124/OfflineRL-Kit": (" run_example/run_combo.py",),  # its suggested-hypers docstring
                    "yihaosun1124/mobile": ("configs/gym/" + name.replace("-v2", "").replace("-", "_") + ".py",),
                    "seohongpark/fql": (" README.md",),  # the README's per-task commands
-                   "YangRui2015/RIQL": (" RIQL_config.py",)}  # get_config: per env and corruption
+                   "YangRui2015/RIQL": (" RIQL_config.py",),  # get_config: per env and corruption
+                   "liuzuxin/OSRL": ("_configs.py",)}  # examples/configs/<algo>_configs.py (tests/test_presets_safe.py)
         assert repository in endings, preset.source
-        assert preset.source.endswith(endings[repository]), preset.source
+        assert " ".join(parts[:2]).endswith(endings[repository]), preset.source
         ALGORITHMS[algorithm].Config(**preset.config)  # the values are accepted
 
 

@@ -1,7 +1,8 @@
 """Per-dataset settings ("presets"), one data file per algorithm, each entry citing its source.
 
 `<algorithm>.json` holds `{"algorithm", "about", "presets": {DATASET: entry}}`; DATASET is D4RL's
-own name (`hopper-medium-replay-v2`, `antmaze-umaze-v2`, `pen-human-v1`); an entry is algorithm
+own name (`hopper-medium-replay-v2`, `antmaze-umaze-v2`, `pen-human-v1`), or for the safe algorithms
+DSRL's task name as OSRL writes it (`OfflineHopperVelocityGymnasium-v1`, `OfflineCarCircle-v0`); an entry is algorithm
 Config fields, optionally `"train"` (TrainConfig fields: the reference's budget and evaluation
 episodes), `"source"` (the reference file, with its repository and commit) and `"note"` (what the
 reference sets that offrl cannot express, said rather than hidden).
@@ -27,6 +28,10 @@ from offrl.errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent
 _ADROIT_PREFIX = "adroithand"  # gymnasium-robotics' AdroitHandPen-v1, AdroitHandDoor-v1, ...
+# DSRL's task names (OfflineCarCircle1Gymnasium-v0) and the env ids behind them (SafetyCarCircle1-v0,
+# offrl/SafetyHopperVelocity-v1) name one task once these are stripped
+_DSRL_PREFIXES = ("offline", "safety")
+_DSRL_SUFFIX = "gymnasium"
 NONE = "none"
 AUTO = "auto"
 
@@ -100,10 +105,17 @@ def choose_preset(algorithm: str, requested: str | None, dataset_name: str | Non
 
 def _env_family(name: str) -> str:
     """hopper / halfcheetah / walker2d / ant / antmaze / pen / door / hammer / relocate from an env id (with or
-    without its overrides: 'AdroitHandPen-v1 {"max_episode_steps": 200}') or a preset env ("Hopper-v4" -> "hopper")."""
-    lowered = name.partition(" ")[0].lower().split("-v")[0].replace("_", "").replace("-", "")
+    without its overrides: 'AdroitHandPen-v1 {"max_episode_steps": 200}') or a preset env ("Hopper-v4" -> "hopper").
+    DSRL's velocity tasks are their robot (OfflineHopperVelocityGymnasium, offrl/SafetyHopperVelocity-v1 -> hopper);
+    its other tasks are themselves (OfflineAntRun, SafetyAntRun-v0 -> antrun: not MuJoCo's Ant)."""
+    lowered = name.partition(" ")[0].lower().split("-v")[0].replace("_", "").replace("-", "").rpartition("/")[2]
     if lowered.startswith(_ADROIT_PREFIX):  # by prefix, not substring: Pendulum-v1 is not pen
         return lowered[len(_ADROIT_PREFIX):]
+    if lowered.startswith(_DSRL_PREFIXES):
+        task = lowered.removeprefix(_DSRL_PREFIXES[0]).removeprefix(_DSRL_PREFIXES[1]).removesuffix(_DSRL_SUFFIX)
+        if not task.endswith("velocity"):
+            return task
+        lowered = task
     for family in ("antmaze", "halfcheetah", "walker2d", "hopper", "ant"):
         if family in lowered:
             return family
