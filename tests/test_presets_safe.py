@@ -60,8 +60,8 @@ def test_safe_presets_hold_osrls_values():
     assert hopper.train == {"steps": 100_000} and "target costs 20, 40 and 80" in hopper.note
     circle = cdt["OfflineCarCircle1Gymnasium-v0"]
     assert "target_return" not in circle.config and "(20, 20), (22.5, 40), (25, 80)" in circle.note
-    car_run = cdt["OfflineCarRun-v0"]  # OSRL's deg 0 is refused by offrl's augment_degree: said, not set
-    assert "augment_degree" not in car_run.config and "deg 0" in car_run.note and car_run.config["target_return"] == 575.0
+    car_run = cdt["OfflineCarRun-v0"]  # OSRL's deg 0: a flat frontier
+    assert car_run.config["augment_degree"] == 0 and car_run.config["target_return"] == 575.0
     base = cdt["OfflineCarCircle-v0"]  # OSRL's base values where offrl's defaults differ
     assert base.config == {"max_episode_steps": 300, "augment_max_return": 600.0, "augment_max_return_decrease": 100.0}
     for algorithm in ("bcq_lag", "cpq", "coptidice"):

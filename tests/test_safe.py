@@ -328,6 +328,26 @@ def test_cdt_refuses_a_nonpositive_temperature_and_a_negative_cost_weight():
         cdt.check_config(cdt.Config(cost_loss_weight=-1.0))
 
 
+def test_a_flat_frontier_sets_every_target_above_the_frontiers_mean_return():
+    """OSRL's deg 0 (12 DSRL tasks): np.polyfit of degree 0, the mean of the frontier's returns, so
+    every augmented target return lies above that mean plus the gap (not above the best return, as
+    for a frontier of one cost); a degree-1 frontier through the
+    same episodes sets targets by cost (from just above 0 at cost 0)."""
+    from offrl.data.cost_return_augmentation import augment_episodes
+
+    costs = np.repeat(np.arange(10.0), 6)  # 6 episodes per cost: each grid cell keeps its members
+    returns = 10.0 * costs + np.tile(np.arange(6.0), 10) * 0.1  # the frontier rises by 10 per unit of cost
+    flat = augment_episodes(costs, returns, 1.0, 0, 1.0, None, None, 1.0, seed=0)
+    sloped = augment_episodes(costs, returns, 1.0, 1, 1.0, None, None, 1.0, seed=0)
+    mean_front = np.mean(10.0 * np.arange(10.0) + 0.5)
+    assert (flat.target_returns >= mean_front + 1.0 - 1e-9).all() and (flat.target_returns < 80.0).any()  # the mean, not the best (90.5)
+    assert (sloped.target_returns < mean_front).any()
+    from offrl.algos.safe import cdt
+    cdt.check_config(cdt.Config(augment_degree=0))
+    with pytest.raises(ConfigError, match="--augment-degree is -1; expected a non-negative integer"):
+        cdt.check_config(cdt.Config(augment_degree=-1))
+
+
 def test_pareto_mask_keeps_exactly_the_undominated_episodes():
     from offrl.data.cost_return_augmentation import pareto_mask
 

@@ -116,7 +116,12 @@ def augment_episodes(episode_costs: np.ndarray, episode_returns: np.ndarray, fra
     front = pareto_mask(kept_costs, kept_returns)
     front_costs, front_returns = kept_costs[front], kept_returns[front]
     fit_degree = min(degree, len(np.unique(front_costs)) - 1)
-    frontier = np.poly1d(np.polyfit(front_costs, front_returns, fit_degree)) if fit_degree > 0 else np.poly1d([front_returns.max()])
+    if degree == 0:  # OSRL's deg 0 (flat frontier tasks): np.polyfit(..., 0), the frontier returns' mean
+        frontier = np.poly1d([front_returns.mean()])
+    elif fit_degree > 0:
+        frontier = np.poly1d(np.polyfit(front_costs, front_returns, fit_degree))
+    else:  # a frontier of one cost: nothing to fit a slope to
+        frontier = np.poly1d([front_returns.max()])
     target_costs = np.linspace(kept_costs.min(), kept_costs.max(), count)
     ceiling = float(returns.max()) if max_return is None else float(max_return)
     # OSRL: np.random.uniform(frontier + min_reward, max_reward), which draws between the bounds in either order

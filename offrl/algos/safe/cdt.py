@@ -79,7 +79,7 @@ class Config:
     cost_loss_weight: float = 0.02  # the cost prediction head's auxiliary loss (OSRL cdt_configs.py loss_cost_weight); 0: off
     # Pareto-frontier data augmentation (OSRL cdt_configs.py CDTTrainConfig "augmentation param"):
     augment_fraction: float = 0.2  # relabelled copies per episode (augment_percent); 0: off
-    augment_degree: int = 4  # polynomial degree of the fitted frontier (deg; the velocity tasks' configs use 1)
+    augment_degree: int = 4  # polynomial degree of the fitted frontier (deg; the velocity tasks' configs use 1, some 0: flat)
     augment_min_return_gap: float = 1.0  # targets start this far above the frontier (min_reward)
     augment_max_return: float | None = None  # targets' return ceiling (max_reward, absolute per task in OSRL: 600, velocity tasks 2000-3000); None: the data's best episode return
     augment_max_return_decrease: float | None = None  # spread of repeated picks (max_rew_decrease: 100, velocity tasks 300-500); None: a tenth of the data's return range
@@ -105,8 +105,8 @@ def check_config(config: Config) -> None:
         raise ConfigError(f"--dropout-rate is {config.dropout_rate}; expected a value in [0, 1).")
     if not 0.0 <= config.augment_fraction <= 10.0:
         raise ConfigError(f"--augment-fraction is {config.augment_fraction}; expected copies per episode in [0, 10].")
-    if config.augment_degree < 1:
-        raise ConfigError(f"--augment-degree is {config.augment_degree}; expected a positive integer.")
+    if config.augment_degree < 0:
+        raise ConfigError(f"--augment-degree is {config.augment_degree}; expected a non-negative integer (0: a flat frontier).")
     if not config.augment_beta > 0:
         raise ConfigError(f"--augment-beta is {config.augment_beta}; expected a positive number.")
     for name in ("init_temperature", "temperature_learning_rate"):
