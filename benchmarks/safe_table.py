@@ -133,6 +133,7 @@ def registered(data_dir: str) -> str:
 
 
 def main() -> int:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algos", default=",".join(ALGORITHMS))
     parser.add_argument("--datasets", default=",".join(ROBOTS), help="robots: hopper, halfcheetah")
@@ -140,9 +141,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data-dir", default="/work/suites/data")
     parser.add_argument("--table-only", action="store_true")
-    parser.add_argument("--out", default=str(RESULTS), help="results directory (a scratch one for a smoke run)")
+    parser.add_argument("--out", default=str(HERE / "results" / "safe-table"), help="results directory (a scratch one for a smoke run)")
     args = parser.parse_args()
-    global RESULTS
     RESULTS = Path(args.out)
     algos = [a for a in args.algos.split(",") if a]
     robots = [r for r in args.datasets.split(",") if r]
