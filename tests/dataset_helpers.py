@@ -110,3 +110,20 @@ def random_batch(n: int = 64, obs_dim: int = 4, action_dim: int = 2, seed: int =
         dones=jnp.asarray(rng.uniform(size=n) < done_rate, jnp.float32),
         mc_returns=jnp.asarray(rng.normal(size=n), jnp.float32) if mc_returns else None,
     )
+
+
+def interleaved_episodes(every_nth: Dataset, rest: Dataset, every: int, name: str, provenance: dict,
+                         references: tuple[float, float]) -> Dataset:
+    """Episodes 0, every, 2 every, ... from `every_nth`, the others from `rest`, in that order
+    (all of both), with `every_nth`'s metadata renamed and given this provenance and these
+    reference returns (R_min, R_max)."""
+    from offrl.data.collect import episodes_to_dataset
+
+    firsts = [every_nth.episode(i) for i in range(every_nth.num_episodes)]
+    others = [rest.episode(i) for i in range(rest.num_episodes)]
+    total = len(firsts) + len(others)
+    episodes = [firsts.pop(0) if i % every == 0 else others.pop(0) for i in range(total)]
+    metadata = type(every_nth.metadata)(**{**vars(every_nth.metadata)})
+    metadata.name, metadata.provenance = name, dict(provenance)
+    metadata.ref_min_score, metadata.ref_max_score = references
+    return episodes_to_dataset(episodes, metadata)

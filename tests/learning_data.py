@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from offrl.data.collect import collect_episodes, episodes_to_dataset
+from offrl.data.collect import collect_episodes
+from dataset_helpers import interleaved_episodes
 from offrl.data.dataset import Dataset, DatasetMetadata
 from scripted import mixed_quality, swing_up, uniform_random
 
@@ -38,14 +39,8 @@ def two_quality_pendulum(references: tuple[float, float], num_episodes: int = 40
     good_count = num_episodes // GOOD_EVERY
     good = collect_episodes("Pendulum-v1", mixed_quality(0.0), num_episodes=good_count, seed=10)
     bad = collect_episodes("Pendulum-v1", uniform_random, num_episodes=num_episodes - good_count, seed=11)
-    good_episodes = [good.episode(i) for i in range(good.num_episodes)]
-    bad_episodes = [bad.episode(i) for i in range(bad.num_episodes)]
-    episodes = [good_episodes.pop(0) if i % GOOD_EVERY == 0 else bad_episodes.pop(0) for i in range(num_episodes)]
-    metadata = type(good.metadata)(**{**vars(good.metadata)})
-    metadata.name = "pendulum-two-quality-v0"
-    metadata.provenance = {"maker": "tests/learning_data.py two_quality_pendulum", "good_every": GOOD_EVERY}
-    metadata.ref_min_score, metadata.ref_max_score = references
-    return episodes_to_dataset(episodes, metadata)
+    return interleaved_episodes(good, bad, GOOD_EVERY, "pendulum-two-quality-v0",
+                                {"maker": "tests/learning_data.py two_quality_pendulum", "good_every": GOOD_EVERY}, references)
 
 
 def good_episode_mask(dataset: Dataset) -> np.ndarray:

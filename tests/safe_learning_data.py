@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from offrl.data.collect import collect_episodes, episodes_to_dataset
+from offrl.data.collect import collect_episodes
+from dataset_helpers import interleaved_episodes
 from offrl.data.dataset import Dataset
 from offrl.envs.torque_cost import PENDULUM_TORQUE_COST_ID
 from scripted import swing_up
@@ -33,11 +34,6 @@ def safe_and_unsafe_pendulum(references: tuple[float, float], num_episodes: int 
     safe_count = num_episodes // SAFE_EVERY
     safe = collect_episodes(PENDULUM_TORQUE_COST_ID, capped_controller(SAFE_TORQUE), safe_count, seed=20)
     unsafe = collect_episodes(PENDULUM_TORQUE_COST_ID, capped_controller(2.0), num_episodes - safe_count, seed=21)
-    safe_episodes = [safe.episode(i) for i in range(safe.num_episodes)]
-    unsafe_episodes = [unsafe.episode(i) for i in range(unsafe.num_episodes)]
-    episodes = [safe_episodes.pop(0) if i % SAFE_EVERY == 0 else unsafe_episodes.pop(0) for i in range(num_episodes)]
-    metadata = type(safe.metadata)(**{**vars(safe.metadata)})
-    metadata.name = "pendulum-torque-cost-safe-unsafe-v0"
-    metadata.provenance = {"maker": "tests/safe_learning_data.py safe_and_unsafe_pendulum", "safe_every": SAFE_EVERY}
-    metadata.ref_min_score, metadata.ref_max_score = references
-    return episodes_to_dataset(episodes, metadata)
+    return interleaved_episodes(safe, unsafe, SAFE_EVERY, "pendulum-torque-cost-safe-unsafe-v0",
+                                {"maker": "tests/safe_learning_data.py safe_and_unsafe_pendulum", "safe_every": SAFE_EVERY},
+                                references)

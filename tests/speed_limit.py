@@ -21,7 +21,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from offrl.data.collect import collect_episodes, episodes_to_dataset
+from offrl.data.collect import collect_episodes
+from dataset_helpers import interleaved_episodes
 from offrl.data.dataset import Dataset
 
 SPEED_LIMIT_ID = "OffrlTestSpeedLimit-v0"
@@ -71,11 +72,6 @@ def safe_and_unsafe_runs(num_episodes: int = 30) -> Dataset:
     safe_count = num_episodes // SAFE_EVERY
     safe = collect_episodes(SPEED_LIMIT_ID, throttle(CAPPED_THROTTLE), safe_count, seed=20)
     unsafe = collect_episodes(SPEED_LIMIT_ID, throttle(FULL_THROTTLE), num_episodes - safe_count, seed=21)
-    safe_episodes = [safe.episode(i) for i in range(safe.num_episodes)]
-    unsafe_episodes = [unsafe.episode(i) for i in range(unsafe.num_episodes)]
-    episodes = [safe_episodes.pop(0) if i % SAFE_EVERY == 0 else unsafe_episodes.pop(0) for i in range(num_episodes)]
-    metadata = type(safe.metadata)(**{**vars(safe.metadata)})
-    metadata.name = "speed-limit-safe-unsafe-v0"
-    metadata.provenance = {"maker": "tests/speed_limit.py safe_and_unsafe_runs", "safe_every": SAFE_EVERY}
-    metadata.ref_min_score, metadata.ref_max_score = runner_references()
-    return episodes_to_dataset(episodes, metadata)
+    return interleaved_episodes(safe, unsafe, SAFE_EVERY, "speed-limit-safe-unsafe-v0",
+                                {"maker": "tests/speed_limit.py safe_and_unsafe_runs", "safe_every": SAFE_EVERY},
+                                runner_references())
