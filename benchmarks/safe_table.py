@@ -9,7 +9,10 @@ One command runs (or resumes) every missing cell and rewrites the table:
 Data: `offrl datasets make offrl/Safety<Robot>Velocity-v1 --safe --budget 20000 --size 50000 --seed 0
 --data-dir /work/suites/data` (offrl/suites/safe_recipe.py: an unconstrained SAC agent and SAC-Lag
 agents at four cost limits, their last two snapshots each, mixed; a CPU-scale version of DSRL's
-recipe). A cell is one algorithm at one target cost κ on one dataset, 3 seeds in one program
+recipe). HalfCheetah needs a longer budget: at 20,000 steps its unconstrained SAC agent returns 23 and
+pays 0.2 per episode (it never passes Safety-Gymnasium's 3.21 m/s), so its set would hold no trade-off;
+the suite's 60,000-step SAC agent runs at about 3.4 m/s (`--budget 60000`, about 5 agent-hours of one
+shared core). A cell is one algorithm at one target cost κ on one dataset, 3 seeds in one program
 (`offrl sweep`), at OSRL's defaults with OSRL's per-task settings for the matching DSRL velocity task
 when offrl has them as presets (`offrl presets ALGO`; e.g. T = 1000 steps per episode), and these CPU
 changes, said in the table: `--steps` updates; CDT's batch 256 (OSRL: 2048) and its return targets
