@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -67,6 +68,13 @@ def finished(run: Path) -> dict | None:
     return None
 
 
+def clear_unfinished(run: Path) -> None:
+    """An online run stopped before its end has no checkpoint to resume (one is written at the end): start it again."""
+    if run.exists() and finished(run) is None:
+        print(f"{run}: unfinished, restarting it", flush=True)
+        shutil.rmtree(run)
+
+
 def run_one(method: str, seed: int, args, dataset, out: Path) -> dict:
     algo = get_algorithm(method)
     base = out / method / f"seed{seed}"
@@ -79,6 +87,7 @@ def run_one(method: str, seed: int, args, dataset, out: Path) -> dict:
         config = algo.Config(**({"hidden_dims": (64, 64)} if args.small else {}), actor_update_every=args.rlpd_utd)
         summary = finished(base / "online")
         if summary is None:
+            clear_unfinished(base / "online")
             summary = train_with_prior_data(algo, config, dataset, online_config, base / "online",
                                             dataset_reference={"argument": args.dataset}, progress=False).summary
     else:
@@ -103,6 +112,7 @@ def run_one(method: str, seed: int, args, dataset, out: Path) -> dict:
         offline_seconds = json.loads(bench.read_text())["wall_seconds"] if bench.exists() else offline.get("train_seconds", float("nan"))
         summary = finished(base / "online")
         if summary is None:
+            clear_unfinished(base / "online")
             summary = finetune(offline_dir, online_config, base / "online", dataset=dataset, progress=False).summary
     print(f"{method:7s} seed {seed}: {summary['score_before']:6.1f} -> {summary['score_after']:6.1f} "
           f"(best {summary['best_score']:.1f}, regret {summary['regret']:.3f}), offline {offline_seconds:.0f} s, "

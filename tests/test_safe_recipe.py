@@ -110,3 +110,38 @@ def test_bad_input_is_refused_in_one_sentence_and_writes_nothing(env_id, flags, 
     assert code == EXIT_BAD_INPUT
     assert error.startswith("offrl: error:") and named in error and error.count("\n") == 0
     assert not (tmp_path / "offrl_data").exists()
+
+
+def test_an_interrupted_make_resumes_at_the_next_agent(made, tmp_path, monkeypatch):
+    """Agents finished before an interruption are staged and reused: the resumed run trains only the
+    rest, writes the same dataset as an uninterrupted one, and clears its staging."""
+    from offrl.suites import safe_recipe
+
+    monkeypatch.setenv("OFFRL_DATA_DIR", str(tmp_path / "offrl_data"))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "offrl_data" / "datasets"))
+    real_train, trained = safe_recipe._train_agent, []
+
+    def train_then_stop(env_id, index, *args):
+        if index == 2:
+            raise KeyboardInterrupt
+        trained.append(index)
+        return real_train(env_id, index, *args)
+
+    monkeypatch.setattr(safe_recipe, "_train_agent", train_then_stop)
+    request = dict(budget=BUDGET, size=SIZE, cost_limits=[10, 2], seed=3, progress=False, log=lambda message: None)
+    with pytest.raises(KeyboardInterrupt):
+        safe_recipe.make_safe_dataset(ENV, **request)
+    staging = tmp_path / "offrl_data" / "datasets" / ".staging" / NAME
+    assert sorted(p.name for p in staging.glob("agent-*.json")) == ["agent-0.json", "agent-1.json"]
+    assert not (tmp_path / "offrl_data" / "datasets" / NAME).exists()
+
+    trained.clear()
+    monkeypatch.setattr(safe_recipe, "_train_agent", lambda env_id, index, *args: trained.append(index) or real_train(env_id, index, *args))
+    path = safe_recipe.make_safe_dataset(ENV, **request)
+    assert trained == [2] and not staging.exists()
+    resumed, uninterrupted = resolve_dataset(NAME), made["dataset"]
+    assert path == tmp_path / "offrl_data" / "datasets" / NAME
+    for field in ("observations", "actions", "rewards", "costs", "terminals", "timeouts", "episode_starts"):
+        np.testing.assert_array_equal(getattr(resumed, field), getattr(uninterrupted, field))
+    agents = resumed.metadata.provenance["agents"]
+    assert [agent["episode_range"] for agent in agents] == [a["episode_range"] for a in uninterrupted.metadata.provenance["agents"]]

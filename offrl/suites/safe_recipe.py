@@ -17,7 +17,10 @@ cheap-and-poor to expensive-and-good. offrl's recipe does the same with its own 
   with the D4RL recipe's recorder (`collect_transitions`, stochastic policies), an equal share
   of `size` transitions each;
 - the recordings are concatenated, agent after agent, into one dataset with per-step `costs`,
-  written atomically as a Minari dataset named `<env>-safe-v<version>`.
+  written atomically as a Minari dataset named `<env>-safe-v<version>`;
+- each agent, once trained and recorded, is staged under `<datasets>/.staging/<name>/` (its record
+  and recordings), so that the same command, rerun after an interruption, resumes at the next
+  agent; the staging is cleared when the dataset is written, and a different request starts afresh.
 
 Reference scores, stored in the metadata and provenance:
 - `ref_min_score`: the uniform random policy's mean return; `ref_max_score`: the best agent's (the
@@ -38,7 +41,9 @@ multiplier, recorded snapshots and the dataset's episode range it wrote.
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -49,6 +54,7 @@ import numpy as np
 
 from offrl.algos.online import sac, sac_lag
 from offrl.data.collect import collect_transitions, complete_episodes, concatenate_all, dataset_name
+from offrl.data.d4rl_io import read_npz, write_npz
 from offrl.data.dataset import Dataset, DatasetMetadata
 from offrl.data.minari_io import write_minari
 from offrl.data.registry import datasets_root
@@ -108,12 +114,37 @@ def make_safe_dataset(
         random_stats = _evaluate(uniform_policy(low, high), env_id, reference_episodes, seed + 1)
         say(f"random policy: mean return {random_stats.mean_return:.1f}, cost {random_stats.mean_cost:.1f}")
 
+        # Each agent is staged (its record and recordings) once recorded, so that an interrupted run resumes at the
+        # next agent: a budget that lets SAC pass HalfCheetah's speed limit takes hours per agent on a CPU.
+        staging = _Staging(root / ".staging" / name, {
+            "env_id": env_id, "budget": budget, "size": size, "cost_limits": cost_limits, "seed": seed,
+            "start_steps": start_steps, "eval_episodes": eval_episodes, "agent_config": config_to_json(config),
+            "snapshots_per_agent": snapshots_per_agent, "version": version, "offrl_version": __version__}, say)
+
         def train(index: int, cost_limit: float | None) -> dict[str, Any]:
             return _train_agent(env_id, index, cost_limit, episode_length, config, budget, seed + index, start_steps,
                                 eval_episodes, reference_episodes, snapshots_per_agent, bar, say)
 
-        agents = [train(0, None)]
-        unconstrained_cost = agents[0]["eval_cost"]
+        def record(index: int, agent: dict[str, Any], shares: list[int]) -> list[Dataset]:
+            recordings = []
+            for snapshot_index, snapshot in enumerate(agent["recorded_snapshots"]):
+                share = shares[index * snapshots_per_agent + snapshot_index]
+                task = bar.add(f"recording {agent['label']} @ {snapshot['step']}", share)
+                recording = collect_transitions(
+                    env_id, make_stochastic_policy(agent["algo"], snapshot.pop("state"), low, high), share,
+                    seed=seed + 100 + 10 * index + snapshot_index, on_step=lambda n, r: bar.update(task, n, r))
+                bar.update(task, share, None)
+                snapshot.update(transitions=recording.num_transitions, episodes=recording.num_episodes,
+                                mean_return=float(np.mean(recording.episode_returns())),
+                                mean_cost=float(np.mean(recording.episode_costs())))
+                recordings.append(recording)
+            del agent["algo"]
+            staging.save(index, agent, recordings)
+            return recordings
+
+        staged = staging.load(0)
+        unconstrained = staged[0] if staged else train(0, None)
+        unconstrained_cost = unconstrained["eval_cost"]
         if cost_limits is None:
             if unconstrained_cost <= 0:
                 raise DatasetError(
@@ -125,25 +156,19 @@ def make_safe_dataset(
             say(f"cost limits: {', '.join(f'{limit:g}' for limit in cost_limits)} ({limit_rule})")
         else:
             limit_rule = "given (--cost-limits)"
-        agents += [train(index, limit) for index, limit in enumerate(cost_limits, start=1)]
-
-        recordings: list[Dataset] = []
-        shares = _split(size, len(agents) * snapshots_per_agent)
-        for agent_index, agent in enumerate(agents):
+        shares = _split(size, (1 + len(cost_limits)) * snapshots_per_agent)
+        agents, recordings = [], []
+        for index, limit in enumerate([None, *cost_limits]):
+            staged = staging.load(index) if index else staged
+            if staged is None:
+                agent = unconstrained if index == 0 else train(index, limit)
+                staged = (agent, record(index, agent, shares))
+            agent, agent_recordings = staged
             first_episode = sum(d.num_episodes for d in recordings)
-            for snapshot_index, snapshot in enumerate(agent["recorded_snapshots"]):
-                share = shares[agent_index * snapshots_per_agent + snapshot_index]
-                task = bar.add(f"recording {agent['label']} @ {snapshot['step']}", share)
-                recording = collect_transitions(
-                    env_id, make_stochastic_policy(agent["algo"], snapshot.pop("state"), low, high), share,
-                    seed=seed + 100 + 10 * agent_index + snapshot_index, on_step=lambda n, r: bar.update(task, n, r))
-                bar.update(task, share, None)
-                snapshot.update(transitions=recording.num_transitions, episodes=recording.num_episodes,
-                                mean_return=float(np.mean(recording.episode_returns())),
-                                mean_cost=float(np.mean(recording.episode_costs())))
-                recordings.append(recording)
+            recordings += agent_recordings
             agent["episode_range"] = [first_episode, sum(d.num_episodes for d in recordings)]
-            del agent["algo"]
+            agents.append(agent)
+            staged = None
 
         ref_max = max(agent["eval_return"] for agent in agents)
         warnings = []
@@ -194,9 +219,53 @@ def make_safe_dataset(
         }
         out = dataset.replace(metadata=DatasetMetadata(**{**asdict_shallow(metadata), "provenance": provenance}))
         path = write_minari(out, name, root=root, overwrite=overwrite)
+        staging.clear()
     say(f"{name}: {dataset.num_transitions} transitions, {dataset.num_episodes} episodes, episode cost "
         f"{episode_costs.min():g}..{episode_costs.max():g} -> {path}")
     return path
+
+
+class _Staging:
+    """Finished agents of one request (record JSON and recordings .npz) under `directory`.
+
+    A staged agent is reused only by the same request (env, budget, size, limits, seed, agent config,
+    offrl version); another request clears the directory first and says so.
+    """
+
+    def __init__(self, directory: Path, request: dict[str, Any], say: Callable[[str], None]):
+        self.directory, self.say = directory, say
+        request_file = directory / "request.json"
+        if request_file.exists() and json.loads(request_file.read_text()) != json.loads(json.dumps(request)):
+            say(f"{directory}: staged agents of another request; starting again.")
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        request_file.write_text(json.dumps(request, indent=1))
+
+    def save(self, index: int, agent: dict[str, Any], recordings: list[Dataset]) -> None:
+        for part, recording in enumerate(recordings):
+            write_npz(recording, self.directory / f"agent-{index}-{part}.npz")
+        record = self.directory / f"agent-{index}.json"  # written last: its presence marks the agent complete
+        record.with_suffix(".tmp").write_text(json.dumps({"agent": agent, "parts": len(recordings)}, indent=1,
+                                                           default=_json_number))
+        record.with_suffix(".tmp").replace(record)
+
+    def load(self, index: int) -> tuple[dict[str, Any], list[Dataset]] | None:
+        record = self.directory / f"agent-{index}.json"
+        if not record.exists():
+            return None
+        staged = json.loads(record.read_text())
+        self.say(f"{staged['agent']['label']}: staged in {self.directory}, reused")
+        return staged["agent"], [read_npz(self.directory / f"agent-{index}-{part}.npz") for part in range(staged["parts"])]
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _json_number(value: Any) -> Any:
+    """NumPy scalars and arrays in an agent's record, as JSON numbers and lists."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def check_cost_limits(cost_limits: list[float] | None, flag: str = "--cost-limits") -> list[float] | None:
