@@ -84,6 +84,29 @@ def test_uncertainty_is_larger_on_out_of_distribution_actions(trained, pendulum_
     assert outside > 4 * in_data, (in_data, outside)
 
 
+def test_mopo_penalties_are_the_elites_largest_std_or_disagreement(trained, pendulum_transitions):
+    """The two penalties of the MOPO code, by hand from the members' predictions: "aleatoric", the
+    largest elite std norm over next state and reward; "disagreement", the largest distance of an
+    elite's next-state mean from the elites' average. Only the second grows off the data here."""
+    result, actions = trained
+    model = result.model
+    observations = jnp.asarray(pendulum_transitions.observations[:200])
+    elites = np.asarray(model.elites)
+
+    def penalties(chosen):
+        mean, std = model.predict(observations, jnp.asarray(chosen, jnp.float32))
+        means, stds = np.asarray(mean)[elites, :, :-1], np.asarray(std)[elites]
+        by_hand = (np.linalg.norm(stds, axis=-1).max(0), np.linalg.norm(means - means.mean(0), axis=-1).max(0))
+        computed = [np.asarray(model_rollouts.model_uncertainty(model, mean, std, kind)) for kind in ("aleatoric", "disagreement")]
+        for value, expected in zip(computed, by_hand):
+            np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-6)
+        return [float(value.mean()) for value in computed]
+
+    (aleatoric_in, disagreement_in), (aleatoric_out, disagreement_out) = penalties(actions[:200]), penalties(
+        np.where(actions[:200] >= 0, 4.0, -4.0))
+    assert disagreement_out > 4 * disagreement_in and aleatoric_out < 2 * aleatoric_in
+
+
 def test_rollouts_never_cross_a_predicted_terminal(trained, pendulum_transitions):
     """A termination box the model's rollouts leave often: a row never starts from a terminal
     observation, a terminal row's next observation is outside the box and a non-terminal one inside."""
@@ -194,4 +217,7 @@ def test_bad_model_based_input_is_one_sentence_and_writes_nothing(tmp_path, caps
     code, _, err = run_cli(capsys, "train", "mopo", "--dataset", dataset, "--run-dir", tmp_path / "b", *MOPO_FLAGS,
                            "--rollout-batch", "100")
     one_sentence_error(code, err, "overflow the model buffer")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    code, _, err = run_cli(capsys, "train", "mopo", "--dataset", dataset, "--run-dir", tmp_path / "c", *MOPO_FLAGS,
+                           "--uncertainty", "epistemic")
+    one_sentence_error(code, err, "--uncertainty is 'epistemic'")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

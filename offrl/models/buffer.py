@@ -20,6 +20,11 @@ from offrl.errors import ConfigError
 ROLLOUT_STATISTICS = ("rollout_penalty", "rollout_uncertainty", "rollout_model_reward", "rollout_terminal_fraction",
                       "rollout_length", "model_buffer_size")
 
+# MOPO's two penalties (tianheyu927/mopo mopo/models/fake_env.py): penalty_learned_var=True, the
+# largest norm of a member's predicted std (its D4RL configs, base_mopo.py), and False, the largest
+# distance of a member's predicted next-state mean from the members' average (the code's default).
+UNCERTAINTIES = ("aleatoric", "disagreement")
+
 
 @dataclass(frozen=True)
 class RolloutSettings:
@@ -28,7 +33,8 @@ class RolloutSettings:
     rollout_every: int  # updates between rollouts
     real_ratio: float  # share of each batch drawn from the dataset, the rest from the model buffer
     capacity: int  # model-buffer rows
-    penalty_coef: float  # reward - penalty_coef * max_i ||std_i|| (MOPO); 0: no dynamics penalty (RAVL)
+    penalty_coef: float  # reward - penalty_coef * uncertainty (MOPO); 0: no dynamics penalty (RAVL)
+    uncertainty: str = "aleatoric"  # UNCERTAINTIES: "aleatoric" max_i ||std_i||, "disagreement" max_i ||mu_i - mean_j mu_j||
 
     def validate(self, batch_size: int) -> None:
         for name in ("horizon", "rollout_batch", "rollout_every", "capacity"):
@@ -41,6 +47,8 @@ class RolloutSettings:
                 f"--rollout-batch {self.rollout_batch} x --horizon {self.horizon} = {self.rollout_batch * self.horizon} rows "
                 f"overflow the model buffer of --model-buffer-capacity {self.capacity}; expected at most {self.capacity} rows per rollout."
             )
+        if self.uncertainty not in UNCERTAINTIES:
+            raise ConfigError(f"--uncertainty is {self.uncertainty!r}; expected one of {', '.join(UNCERTAINTIES)}.")
         if self.penalty_coef < 0 or self.penalty_coef != self.penalty_coef:
             raise ConfigError(f"--penalty-coef is {self.penalty_coef}; expected a number >= 0.")
         del batch_size

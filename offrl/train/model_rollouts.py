@@ -7,7 +7,9 @@ An algorithm opts in with a `rollout_settings(config) -> RolloutSettings` hook a
 - every `rollout_every` updates, inside the compiled program, starts `rollout_batch` rollouts
   from dataset states, acts with the algorithm's own `act` (stochastic) for `horizon` steps in
   the model (a uniformly drawn elite per transition, MOPO/MBPO), subtracts
-  `penalty_coef * max_i ||std_i||` (MOPO's penalty over the elites, Unifloral algorithms/dynamics.py)
+  `penalty_coef * max_i ||std_i||` (MOPO's penalty over the elites, Unifloral algorithms/dynamics.py;
+  with `uncertainty="disagreement"` the largest distance of an elite's next-state mean from the
+  elites' average instead, the MOPO code's other penalty)
   and writes the rows into the state's model buffer; a rollout stops at its first predicted
   terminal (the env's termination function, offrl/envs/termination.py, or with
   `termination="learned"` the ensemble's terminal head): the terminal transition is kept,
@@ -129,7 +131,7 @@ def model_rollout_arrays(algo: ModuleType, algo_config: Any, dataset: Dataset, n
 
 
 def rollout(act: Callable, state: Any, buffer: ModelBuffer, data: dict[str, Any], key: jax.Array, horizon: int,
-            rollout_batch: int, penalty_coef: float) -> ModelBuffer:
+            rollout_batch: int, penalty_coef: float, uncertainty_kind: str = "aleatoric") -> ModelBuffer:
     """`rollout_batch` model rollouts of `horizon` steps from dataset states, written into `buffer`."""
     model_data = data["model_rollouts"]
     model = model_data["dynamics"]
@@ -142,8 +144,8 @@ def rollout(act: Callable, state: Any, buffer: ModelBuffer, data: dict[str, Any]
         act_key, model_key = jax.random.split(step_key)
         actions = act(state, observations, act_key, False)
         raw = observations * std + mean
-        next_raw, rewards, _, member_std, terminal_probability = sample_elite(model, raw, actions, model_key)
-        uncertainty = jnp.linalg.norm(member_std[model.elites], axis=-1).max(axis=0)
+        next_raw, rewards, member_mean, member_std, terminal_probability = sample_elite(model, raw, actions, model_key)
+        uncertainty = model_uncertainty(model, member_mean, member_std, uncertainty_kind)
         outside = (next_raw < model_data["termination_low"]) | (next_raw > model_data["termination_high"])
         terminal = outside.any(-1) | ~jnp.isfinite(next_raw).all(-1)
         if terminal_probability is not None:  # the terminal head (elites' mean, module docstring), when asked for
@@ -174,6 +176,17 @@ def rollout(act: Callable, state: Any, buffer: ModelBuffer, data: dict[str, Any]
     ]).astype(jnp.float32)
     return buffer.replace(**written, pointer=(buffer.pointer + count) % capacity,
                           size=jnp.minimum(buffer.size + count, capacity), statistics=statistics)
+
+
+def model_uncertainty(model, member_mean: jax.Array, member_std: jax.Array, kind: str) -> jax.Array:
+    """One uncertainty per row over the elites: "aleatoric", the largest norm of an elite's
+    predicted std (next state and reward); "disagreement", the largest distance of an elite's
+    next-state mean from the elites' average, in raw state units (mopo fake_env.py, whose
+    `normalize_diffs` is off; it takes both over all members, offrl over the elites)."""
+    if kind == "disagreement":
+        means = member_mean[model.elites, :, :-1]
+        return jnp.linalg.norm(means - means.mean(axis=0), axis=-1).max(axis=0)
+    return jnp.linalg.norm(member_std[model.elites], axis=-1).max(axis=0)
 
 
 def real_rows(batch_size: int, real_ratio: float) -> int:
@@ -231,7 +244,7 @@ def model_based_update(algo: ModuleType, config: Any, sample_real: Callable) -> 
         buffer = jax.lax.cond(
             buffer.updates % settings.rollout_every == 0,
             lambda b: rollout(algo.act, state, b, data, rollout_key, settings.horizon, settings.rollout_batch,
-                              settings.penalty_coef),
+                              settings.penalty_coef, settings.uncertainty),
             lambda b: b, buffer)
         buffer = buffer.replace(updates=buffer.updates + 1)
         batch = mixed_batch(data, buffer, batch_key, config.batch_size, settings.real_ratio, sample_real)

@@ -3,7 +3,9 @@
 SAC on a mix of dataset transitions and h-step rollouts of a learned dynamics ensemble, whose
 rewards are penalised by the ensemble's uncertainty:
     r~(s, a) = r^(s, a) - lambda * max_i ||Sigma_i(s, a)||_F
-(the largest predicted standard deviation over the elites). The rollouts, the penalty and the
+(the largest predicted standard deviation over the elites; `uncertainty="disagreement"` uses the
+authors' code's other penalty, the largest distance of an elite's predicted next state from the
+elites' average). The rollouts, the penalty and the
 real/model batch mixing are the engine's (offrl/train/model_rollouts.py): this module is the
 agent (SAC with two critics and a learned temperature, offrl.algos.model_free.sac_n's update)
 and the settings. Defaults are OfflineRL-Kit's run_example/run_mopo.py (the authors' settings
@@ -46,6 +48,9 @@ class Config:
     real_ratio: float = 0.05  # dataset share of each batch, run_mopo.py --real-ratio
     model_buffer_capacity: int = 1_250_000  # rollout-batch-size x rollout-length x model-retain-epochs 5 (run_mopo.py)
     penalty_coef: float = 0.5  # lambda, run_mopo.py --penalty-coef (per dataset: presets)
+    # "aleatoric": max_i ||std_i|| (tianheyu927/mopo examples/config/d4rl/base_mopo.py penalty_learned_var True);
+    # "disagreement": max_i ||mu_i - mean_j mu_j|| over next states (mopo fake_env.py, penalty_learned_var False)
+    uncertainty: str = "aleatoric"
     dynamics_num_models: int = 7  # run_mopo.py --n-ensemble
     dynamics_num_elites: int = 5  # run_mopo.py --n-elites
     dynamics_hidden_dims: tuple[int, ...] = (200, 200, 200, 200)  # run_mopo.py --dynamics-hidden-dims
@@ -65,7 +70,7 @@ class State:
 def rollout_settings(config: Config) -> RolloutSettings:
     return RolloutSettings(horizon=config.horizon, rollout_batch=config.rollout_batch, rollout_every=config.rollout_every,
                            real_ratio=config.real_ratio, capacity=config.model_buffer_capacity,
-                           penalty_coef=config.penalty_coef)
+                           penalty_coef=config.penalty_coef, uncertainty=config.uncertainty)
 
 
 def init(key: jax.Array, spec: Spec, config: Config) -> State:
