@@ -4,7 +4,10 @@ The test's settings on the safe-and-unsafe torque-cost Pendulum data, seeds 0-2;
 target cost 40 and 0 (10 episodes). Variants: test (the test's settings: Pareto augmentation on,
 the tanh + MSE head without cost prediction), test_no_aug (augment_fraction 0), test_broken
 (use_cost False); default and broken: the same with OSRL's default heads (Gaussian + entropy
-bonus, cost prediction 0.02); default_4k: 4,000 updates. One JSON line per run:
+bonus, cost prediction 0.02); default_4k: 4,000 updates. The test's settings feed raw cost tokens and
+draw uniform window starts; test_osrl_tokens restores OSRL's 50 - C transform and draws weighted by
+70 - episode cost (the defaults), test_no_transform only the draws, test_no_cost_sample only the
+transform. One JSON line per run:
 
     cd tests && python ../benchmarks/cdt_learning.py [variant ...]
 """
@@ -30,6 +33,8 @@ data = safe_and_unsafe_pendulum(refs)
 # CDT_SETTINGS hold the test's deterministic head; "default" and "broken" here restore OSRL's heads.
 OSRL_HEADS = {"stochastic": True, "cost_loss_weight": 0.02}
 variants = {"test": {}, "test_no_aug": {"augment_fraction": 0.0}, "test_broken": {"use_cost": False},
+            "test_osrl_tokens": {"cost_sample_offset": 70.0, "cost_token_offset": 50.0},
+            "test_no_transform": {"cost_sample_offset": 70.0}, "test_no_cost_sample": {"cost_token_offset": 50.0},
             "default": OSRL_HEADS, "broken": {**OSRL_HEADS, "use_cost": False}, "default_4k": {**OSRL_HEADS, "_steps": 4000}}
 for name in sys.argv[1:] or variants:
     for seed in (0, 1, 2):

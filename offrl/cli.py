@@ -52,7 +52,8 @@ def _usage_sentence(prog: str, message: str) -> str:
         return f"`{prog}` is missing {match.group(1)}; expected it on the command line ({see})."
     if match := re.fullmatch(r"argument (\S+): invalid (\w+) value: (.*)", message, flags=re.DOTALL):
         flag, kind, value = match.groups()
-        kind = {"int": "an integer", "float": "a number", "str": "a string"}.get(kind, f"a value of type {kind}")
+        kind = {"int": "an integer", "float": "a number", "str": "a string", "int_or_none": "an integer or none",
+                "float_or_none": "a number or none"}.get(kind, f"a value of type {kind}")
         return f"{flag} is {value}; expected {kind}."
     if match := re.fullmatch(r"argument (\S+): (expected .*)", message, flags=re.DOTALL):
         return f"{match.group(1)} is incomplete; {match.group(2)} ({see})."
@@ -112,13 +113,23 @@ def add_config_arguments(
             kwargs["help"] = f"(default: {shown})"
         else:
             options = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
-            kwargs["type"] = options[0]
+            optional = type(None) in typing.get_args(annotation) and options[0] in (int, float)
+            kwargs["type"] = _or_none(options[0]) if optional else options[0]
             kwargs["metavar"] = options[0].__name__.upper()
             kwargs["help"] = f"(default: {shown})"
         if field.name in comments:
             kwargs["help"] = f"{comments[field.name]} {kwargs['help']}"
         kwargs["help"] = kwargs["help"].replace("%", "%%")  # argparse %-formats help strings
         group.add_argument(_flag(field.name), **kwargs)
+
+
+def _or_none(kind: type) -> Any:
+    """A flag type for an optional number field: `none` (any case) gives None."""
+    def parse(text: str):
+        return None if text.strip().lower() == "none" else kind(text)
+
+    parse.__name__ = f"{kind.__name__}_or_none"  # argparse names the type in its error (_usage_sentence)
+    return parse
 
 
 def config_from_args(config_class: type, args: argparse.Namespace) -> Any:

@@ -114,3 +114,20 @@ def test_a_dsrl_velocity_preset_applies_to_offrls_velocity_data_of_its_robot_onl
     assert swimmer.config == {"max_episode_steps": 1000}
     with pytest.raises(ConfigError, match="tuned for OfflineAntRun"):  # Bullet's ant, not the MuJoCo robot
         choose_preset("cpq", "OfflineAntRun-v0", "mine", velocity_env_id("Ant"))
+
+
+def test_an_optional_number_flag_takes_none_and_refuses_other_words(capsys, tmp_path):
+    """`--cost-token-offset none` and `--cost-sample-offset NONE` turn OSRL's CDT defaults (50, 70) off;
+    a word that is neither a number nor none is one sentence, exit 2."""
+    hopper = velocity_dataset("Hopper", tmp_path / "hopper.npz")
+    code, out, err = run_cli(capsys, "train", "cdt", "--dataset", hopper, "--preset", "none", "--print-config")
+    assert code == 0, err
+    defaults = json.loads(out)["algorithm_config"]
+    assert (defaults["cost_token_offset"], defaults["cost_sample_offset"]) == (50.0, 70.0)
+    code, out, err = run_cli(capsys, "train", "cdt", "--dataset", hopper, "--cost-token-offset", "none",
+                             "--cost-sample-offset", "NONE", "--print-config")
+    assert code == 0, err
+    given = json.loads(out)["algorithm_config"]
+    assert given["cost_token_offset"] is None and given["cost_sample_offset"] is None
+    code, _, err = run_cli(capsys, "train", "cdt", "--dataset", hopper, "--cost-token-offset", "x", "--print-config")
+    assert code == 2 and err.strip().count("\n") == 0 and "--cost-token-offset is 'x'; expected a number or none" in err

@@ -254,6 +254,63 @@ def test_cdt_windows_carry_costs_to_go_aligned_with_returns_to_go(make_dataset):
         cdt.training_data(dataset.replace(costs=None), fit_normalizer(dataset, True, False), config)
 
 
+def test_cdt_draws_episodes_by_seventy_minus_their_cost_then_a_uniform_start(make_dataset):
+    """OSRL's cost_sample with train_cdt.py's ct = 70 - C: episodes of cost 10, 40 and 90 drawn with
+    weights 60, 30 and 0, each start uniform within its episode; an augmented copy weighs by its
+    target cost; data whose episodes all cost 70 or more is refused in one sentence."""
+    from offrl.algos.safe import cdt
+
+    dataset = make_dataset([4, 2, 5])
+    costs = np.zeros(dataset.num_transitions, np.float32)
+    costs[dataset.episode_starts] = [10.0, 40.0, 90.0]
+    dataset = dataset.replace(costs=costs)
+    normalizer = fit_normalizer(dataset, True, False)
+    config = cdt.Config(hidden_dims=(16,), num_heads=1, context_length=2, batch_size=20_000, augment_fraction=0.0)
+    data = cdt.training_data(dataset, normalizer, config)
+    lengths = dataset.episode_lengths
+    expected = np.repeat(np.array([60.0, 30.0, 0.0]) / lengths, lengths)
+    np.testing.assert_allclose(np.diff(data["start_cdf"], prepend=0.0), expected / expected.sum(), rtol=1e-6)
+
+    batch = cdt.sample({k: np.asarray(v) for k, v in data.items()}, jax.random.PRNGKey(1), config)
+    first_cost_to_go = np.asarray(batch.costs_to_go)[:, 0]
+    first_step = np.asarray(batch.windows.timesteps)[:, 0]
+    # Episode 0's windows start at cost-to-go 10 (step 0) or 0; episode 1's at 40 or 0; none at 90.
+    from_episode_1 = (first_cost_to_go == 40.0) | ((first_cost_to_go == 0.0) & (first_step == 1) & np.isin(
+        np.asarray(batch.windows.returns_to_go)[:, 0], data["returns_to_go"][dataset.episode_starts[1]:dataset.episode_ends[1]]))
+    assert not np.any(first_cost_to_go == 90.0)
+    assert from_episode_1.mean() == pytest.approx(1 / 3, abs=0.02)
+    assert np.mean(first_cost_to_go == 40.0) == pytest.approx(1 / 6, abs=0.02)  # a uniform start: half of episode 1's draws
+    assert np.mean(first_cost_to_go == 10.0) == pytest.approx(2 / 3 / 4, abs=0.02)
+
+    copies = cdt.Config(**{**config.__dict__, "augment_fraction": 1.0})
+    augmented = cdt.training_data(dataset, normalizer, copies)
+    starts = np.flatnonzero(augmented["timesteps"] == 0)
+    ends = np.append(starts[1:], len(augmented["timesteps"]))
+    per_episode = np.diff(augmented["start_cdf"][ends - 1], prepend=0.0)
+    weight = np.maximum(70.0 - augmented["costs_to_go"][starts].astype(np.float64), 0.0)
+    assert len(starts) > 3
+    np.testing.assert_allclose(per_episode, weight / weight.sum(), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ConfigError, match="every episode costs at least --cost-sample-offset 70"):
+        cdt.training_data(dataset.replace(costs=costs + 100), normalizer, config)
+
+
+def test_cdt_cost_token_reads_fifty_minus_the_cost_to_go():
+    """OSRL's cost_transform: with the offset the network sees 50 - C where it would see C."""
+    from offrl.algos.safe import cdt
+    from offrl.types import Spec
+
+    spec, k = Spec(3, 1), 3
+    plain = cdt.ConstrainedDecisionTransformerNet(1, 16, 1, 1, 10, 0.0, False, None)
+    offset = cdt.ConstrainedDecisionTransformerNet(1, 16, 1, 1, 10, 0.0, False, 50.0)
+    inputs = (jnp.ones((2, k, spec.observation_dim)), jnp.zeros((2, k, 1)), jnp.ones((2, k)), jnp.array([[3.0, 2.0, 1.0], [0.0, 0.0, 0.0]]),
+              jnp.tile(jnp.arange(k), (2, 1)))
+    params = plain.init(jax.random.PRNGKey(0), *inputs)
+    transformed = (*inputs[:3], 50.0 - inputs[3], inputs[4])
+    np.testing.assert_allclose(offset.apply(params, *inputs)[0], plain.apply(params, *transformed)[0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(offset.apply(params, *inputs)[0], plain.apply(params, *inputs)[0])
+    assert cdt.Config().cost_token_offset == 50.0 and cdt.Config().cost_sample_offset == 70.0
+
+
 def test_cdt_cost_to_go_starts_at_the_target_and_falls_by_each_cost():
     from offrl.algos.safe import cdt
     from offrl.types import Spec
@@ -387,11 +444,12 @@ def test_cdt_augmented_copies_start_at_their_targets_from_a_cheaper_episode(make
     assert (copies.target_returns >= 5 * copies.target_costs - 1.0).all()
 
 
-# The deterministic head without the cost-prediction head: OSRL's default heads separate the target
-# costs less reliably here (see the test's docstring).
+# The deterministic head without the cost-prediction head, raw cost tokens and uniform window starts:
+# OSRL's default heads, its 50 - C cost transform and its cost-weighted episode draws separate the
+# target costs less reliably here (see the test's docstring).
 CDT_SETTINGS = {"hidden_dims": (32, 32), "num_heads": 1, "context_length": 5, "learning_rate": 1e-3, "batch_size": 64,
                 "warmup_steps": 100, "target_return": -150.0, "target_cost": 0.0, "stochastic": False,
-                "cost_loss_weight": 0.0}
+                "cost_loss_weight": 0.0, "cost_token_offset": None, "cost_sample_offset": None}
 
 
 @pytest.mark.slow
@@ -409,8 +467,15 @@ def test_cdt_cost_falls_as_its_target_cost_falls(safe_and_unsafe, tmp_path):
     default heads (Gaussian + entropy bonus, cost prediction 0.02) the returns are higher (-450 to
     -850) but the target costs separate less: cost at 40 / at 0 30.1 / 8.3, 31.5 / 40.4, 31.3 / 9.6
     at 2k updates; 15.9 / 13.0, 41.8 / 17.8, 15.0 / 5.6 at 4k (seed 1 at 2k and seed 0 at 4k would
-    fail); broken (2k) 12.8 / 12.8, 21.3 / 21.3, 11.5 / 11.5.
-    cd tests && python ../benchmarks/cdt_learning.py test test_broken default broken default_4k"""
+    fail); broken (2k) 12.8 / 12.8, 21.3 / 21.3, 11.5 / 11.5. These settings also feed the raw
+    cost-to-go and draw window starts uniformly (cost_token_offset and cost_sample_offset none). With
+    OSRL's 50 - C transform and its draws weighted by 70 - episode cost (the defaults) the test's
+    settings give 25.0 / 29.4, 21.3 / 20.8, 27.5 / 27.8 (fails); the transform alone 40.8 / 36.3,
+    23.0 / 22.6 (seeds 0-1; after the embedding's LayerNorm the tokens 50 - 40 and 50 - 0 differ
+    little, where 40 and 0 differ much); the draws alone 32.0 / 7.7, 32.3 / 29.1, 27.7 / 7.9 (seed 1
+    fails).
+    cd tests && python ../benchmarks/cdt_learning.py test test_broken default broken default_4k \
+        test_osrl_tokens test_no_transform test_no_cost_sample"""
     algo = get_algorithm("cdt")
     train = TrainConfig(steps=2_000, eval_every=2_000, log_every=2_000, eval_episodes=10, seed=0)
     policy = train_offline(algo, algo.Config(**CDT_SETTINGS), safe_and_unsafe, train, tmp_path / "cdt", progress=False).policy

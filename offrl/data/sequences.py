@@ -97,10 +97,17 @@ def sample_sequences(data: dict[str, Any], key: jax.Array, batch_size: int, cont
 
     Uniform starts over transitions equal the Decision Transformer reference's sampling
     (an episode with probability proportional to its length, then a uniform start within it).
+    With `data["start_cdf"]` (cumulative start probabilities over rows, ending at 1) starts are
+    drawn from it instead.
     """
+    start_cdf = data.get("start_cdf")
     data = {name: jnp.asarray(data[name]) for name in ("observations", "actions", "returns_to_go", "timesteps", "steps_left")}
     num_rows = data["timesteps"].shape[0]
-    starts = jax.random.randint(key, (batch_size,), 0, num_rows)
+    if start_cdf is None:
+        starts = jax.random.randint(key, (batch_size,), 0, num_rows)
+    else:
+        draws = jax.random.uniform(key, (batch_size,))
+        starts = jnp.minimum(jnp.searchsorted(jnp.asarray(start_cdf), draws, side="right"), num_rows - 1)
     offsets = jnp.arange(context)
     mask = offsets[None, :] < data["steps_left"][starts][:, None]
     # Padded steps read the window's first row (always in range) and are zeroed below.

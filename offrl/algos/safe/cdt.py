@@ -21,8 +21,13 @@ a target entropy of −action_dim, compared, as OSRL compares it, with the per-d
 action box. `stochastic=False` is offrl's DT head (tanh, mean-squared error). Cost prediction head,
 as OSRL's: a two-class head on each action token predicting whether that step pays a cost
 (cost > 0; OSRL casts the cost to an integer class), an auxiliary loss weighted 0.02
-(loss_cost_weight) that shapes the shared features and is not used when acting. Not done: OSRL's
-state prediction head (weight 0 by default) and cost transform (it feeds 50 − C).
+(loss_cost_weight) that shapes the shared features and is not used when acting. Cost transform, as
+OSRL's (`cost_transform=True`): the cost embedding reads 50 − C for a scaled cost-to-go C
+(`cost_token_offset`; none: C itself). Episode draws, as OSRL's (`cost_sample=True` with
+train_cdt.py's linear `ct = 70 − C`): an episode (an augmented copy: at its target cost) is drawn
+with weight max(70 − C, 0), C its cost, then a uniform start within it (`cost_sample_offset`; none:
+uniform starts over all steps, DT's draw); episodes costing 70 or more are never drawn.
+Not done: OSRL's state prediction head (weight 0 by default).
 
 Engine hooks: `training_data`/`sample` (windows with returns-to-go and costs-to-go, drawn at the
 same starts), stateful acting (`init_context`/`act_in_context`) with `ACTS_ON_COSTS`: the policy
@@ -77,6 +82,9 @@ class Config:
     init_temperature: float = 0.1  # the entropy bonus's starting weight (OSRL cdt_configs.py init_temperature)
     temperature_learning_rate: float = 1e-4  # OSRL cdt.py log_temperature_optimizer (Adam, lr 1e-4)
     cost_loss_weight: float = 0.02  # the cost prediction head's auxiliary loss (OSRL cdt_configs.py loss_cost_weight); 0: off
+    cost_token_offset: float | None = 50.0  # the cost embedding reads offset - C (OSRL cdt_configs.py cost_transform, cdt.py 50 - x); None: C
+    # episodes drawn with weight max(offset - episode cost, 0) (OSRL cdt_configs.py cost_sample, train_cdt.py ct = 70 - x); None: uniform starts
+    cost_sample_offset: float | None = 70.0
     # Pareto-frontier data augmentation (OSRL cdt_configs.py CDTTrainConfig "augmentation param"):
     augment_fraction: float = 0.2  # relabelled copies per episode (augment_percent); 0: off
     augment_degree: int = 4  # polynomial degree of the fitted frontier (deg; the velocity tasks' configs use 1, some 0: flat)
@@ -112,6 +120,8 @@ def check_config(config: Config) -> None:
     for name in ("init_temperature", "temperature_learning_rate"):
         if not getattr(config, name) > 0:
             raise ConfigError(f"--{name.replace('_', '-')} is {getattr(config, name)}; expected a positive number.")
+    if config.cost_sample_offset is not None and not config.cost_sample_offset > 0:
+        raise ConfigError(f"--cost-sample-offset is {config.cost_sample_offset}; expected a positive episode cost (or none).")
     if not config.cost_loss_weight >= 0:
         raise ConfigError(f"--cost-loss-weight is {config.cost_loss_weight}; expected a non-negative number.")
 
@@ -130,10 +140,13 @@ class ConstrainedDecisionTransformerNet(nn.Module):
     max_episode_steps: int
     dropout_rate: float
     stochastic: bool = True
+    cost_token_offset: float | None = None
 
     @nn.compact
     def __call__(self, observations, actions, returns_to_go, costs_to_go, timesteps, training: bool = False):
         batch, steps = observations.shape[:2]
+        if self.cost_token_offset is not None:
+            costs_to_go = self.cost_token_offset - costs_to_go
         init = nn.initializers.normal(0.02)  # OSRL cdt.py _init_weights
         time = nn.Embed(self.max_episode_steps, self.embedding_dim, embedding_init=init)(
             jnp.clip(timesteps, 0, self.max_episode_steps - 1))
@@ -188,7 +201,8 @@ class Context:
 
 def _network(spec: Spec, config: Config) -> ConstrainedDecisionTransformerNet:
     return ConstrainedDecisionTransformerNet(spec.action_dim, config.hidden_dims[0], len(config.hidden_dims),
-                                             config.num_heads, config.max_episode_steps, config.dropout_rate, config.stochastic)
+                                             config.num_heads, config.max_episode_steps, config.dropout_rate, config.stochastic,
+                                             config.cost_token_offset)
 
 
 def init(key: jax.Array, spec: Spec, config: Config) -> State:
@@ -229,11 +243,26 @@ def training_data(dataset: Any, normalizer: Any, config: Config) -> dict[str, np
     data["returns_to_go"] = data["returns_to_go"] + (return_shift * normalizer.reward_scale / config.return_scale).astype(np.float32)
     data["costs_to_go"] = costs["returns_to_go"] + (cost_shift / config.cost_scale).astype(np.float32)
     data["cost_labels"] = (dataset.costs[rows] > 0).astype(np.float32)
+    if config.cost_sample_offset is not None:
+        data["start_cdf"] = cost_weighted_start_cdf(data["costs_to_go"] * config.cost_scale, starts, config.cost_sample_offset,
+                                                    dataset.where)
     target = config.target_return
     if target is None:
         target = float(np.add.reduceat(transitions["rewards"].astype(np.float64), dataset.episode_starts).max())
     data["target_return"] = np.asarray(target, np.float32)
     return data
+
+
+def cost_weighted_start_cdf(costs_to_go: np.ndarray, starts: np.ndarray, offset: float, where: str) -> np.ndarray:
+    """Cumulative start probabilities over rows: episode e (first row starts[e]; its cost the
+    cost-to-go there, env units) weighs max(offset - cost, 0), spread evenly over its rows."""
+    lengths = np.diff(np.append(starts, len(costs_to_go)))
+    weights = np.maximum(offset - costs_to_go[starts].astype(np.float64), 0.0)
+    if not weights.sum() > 0:
+        raise ConfigError(f"{where}: every episode costs at least --cost-sample-offset {offset:g}, so none would be drawn "
+                          "(weight: offset minus episode cost); expected a larger offset, or none for uniform starts.")
+    cdf = np.cumsum(np.repeat(weights / lengths, lengths))
+    return (cdf / cdf[-1]).astype(np.float32)
 
 
 def augmented_rows(dataset: Any, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
