@@ -11,8 +11,12 @@ Data: `offrl datasets make offrl/Safety<Robot>Velocity-v1 --safe --budget 20000 
 agents at four cost limits, their last two snapshots each, mixed; a CPU-scale version of DSRL's
 recipe). HalfCheetah needs a longer budget: at 20,000 steps its unconstrained SAC agent returns 23 and
 pays 0.2 per episode (it never passes Safety-Gymnasium's 3.21 m/s), so its set would hold no trade-off;
-the suite's 60,000-step SAC agent runs at about 3.4 m/s (`--budget 60000`, about 5 agent-hours of one
-shared core). A cell is one algorithm at one target cost κ on one dataset, 3 seeds in one program
+the suite's 60,000-step SAC agent runs at about 3.4 m/s. At `--budget 60000` (16-28 minutes per agent
+on a shared core; the command resumes at the next agent) the agents pass it but the SAC-Lag agents
+do not meet their limits in that budget: every recorded snapshot of the first three agents pays
+440-770 per episode (the κ 73 agent 438 at its end, multiplier still rising), so κ 20/40/80 would
+find no episode within them (BC-Safe and CDT's draws have no data). A HalfCheetah set for this
+table needs low-cost behaviour in it (earlier snapshots or converged Lagrangian agents); not made. A cell is one algorithm at one target cost κ on one dataset, 3 seeds in one program
 (`offrl sweep`), at OSRL's defaults with OSRL's per-task settings for the matching DSRL velocity task
 when offrl has them as presets (`offrl presets ALGO`; e.g. T = 1000 steps per episode), and these CPU
 changes, said in the table: `--steps` updates; CDT's batch 256 (OSRL: 2048) and its return targets
