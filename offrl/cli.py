@@ -416,8 +416,10 @@ def cmd_datasets_import(args: argparse.Namespace) -> int:
 def cmd_datasets_make(args: argparse.Namespace) -> int:
     if args.safe:
         return _make_safe(args)
-    if args.cost_limits is not None:
-        raise ConfigError("--cost-limits applies to safe datasets; expected --safe with it.")
+    for flag, value in (("--cost-limits", args.cost_limits), ("--snapshots-per-agent", args.snapshots_per_agent),
+                        ("--snapshot-span", args.snapshot_span)):
+        if value is not None:
+            raise ConfigError(f"{flag} applies to safe datasets; expected --safe with it.")
     from offrl.suites import make_suite
 
     levels = [level.strip() for level in (args.levels or ",".join(MAKE_LEVEL_NAMES)).split(",") if level.strip()]
@@ -435,8 +437,13 @@ def _make_safe(args: argparse.Namespace) -> int:
     if args.levels is not None:
         raise ConfigError("--levels names D4RL levels; expected no --levels with --safe, which writes one mixed dataset.")
     cost_limits = parse_target_costs(args.cost_limits, flag="--cost-limits")
+    from offrl.suites.safe_recipe import SNAPSHOT_SPANS, SNAPSHOTS_PER_AGENT
+
+    span = SNAPSHOT_SPANS[0] if args.snapshot_span is None else args.snapshot_span
+    snapshots = SNAPSHOTS_PER_AGENT if args.snapshots_per_agent is None else args.snapshots_per_agent
     path = make_safe_dataset(args.env_id, budget=args.budget, size=args.size, cost_limits=cost_limits, seed=args.seed,
-                             data_dir=args.data_dir, overwrite=args.overwrite, progress=not args.no_progress)
+                             data_dir=args.data_dir, overwrite=args.overwrite, progress=not args.no_progress,
+                             snapshots_per_agent=snapshots, snapshot_span=span)
     print(f"safe: {path}")
     return 0
 
@@ -646,6 +653,11 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--cost-limits", default=None, metavar="K[,K...]",
                       help="with --safe: the SAC-Lag agents' episode cost limits (default: 0.1, 0.25, 0.5 and 0.75 of "
                            "the unconstrained agent's episode cost)")
+    make.add_argument("--snapshots-per-agent", type=int, default=None, metavar="S",
+                      help="with --safe: snapshots recorded per agent, the final one included (default: 2)")
+    make.add_argument("--snapshot-span", default=None, choices=["second-half", "whole"],
+                      help="with --safe: where the recorded snapshots lie: evenly over the second half of training, or "
+                           "over the whole of it, early cheap-and-poor policies included (default: second-half)")
     make.add_argument("--budget", type=int, default=1_000_000,
                       help="each behaviour agent's (SAC's, SAC-Lag's) online environment steps (default: 1000000)")
     make.add_argument("--size", type=int, default=1_000_000,

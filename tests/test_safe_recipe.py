@@ -101,6 +101,9 @@ def test_provenance_and_reference_scores(made):
     (ENV, ["--safe", "--levels", "random"], "--levels"),
     (ENV, ["--safe", "--budget", "0"], "--budget"),
     (ENV, ["--safe", "--size", "3"], "--size"),  # fewer transitions than recorded snapshots
+    (ENV, ["--safe", "--snapshots-per-agent", "0"], "--snapshots-per-agent"),
+    (ENV, ["--safe", "--snapshot-span", "early"], "--snapshot-span"),
+    (ENV, ["--snapshot-span", "whole"], "--snapshot-span"),  # without --safe
 ])
 def test_bad_input_is_refused_in_one_sentence_and_writes_nothing(env_id, flags, named, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("OFFRL_DATA_DIR", str(tmp_path / "offrl_data"))  # not the module fixture's
@@ -145,3 +148,19 @@ def test_an_interrupted_make_resumes_at_the_next_agent(made, tmp_path, monkeypat
         np.testing.assert_array_equal(getattr(resumed, field), getattr(uninterrupted, field))
     agents = resumed.metadata.provenance["agents"]
     assert [agent["episode_range"] for agent in agents] == [a["episode_range"] for a in uninterrupted.metadata.provenance["agents"]]
+
+
+def test_whole_span_records_snapshots_over_all_of_training(tmp_path, monkeypatch):
+    """`--snapshot-span whole --snapshots-per-agent 4`: each agent's snapshots at 1/4, 2/4, 3/4 of its
+    budget and its end (the second-half default: 5/8, 6/8, 7/8 and the end), each a quarter of its share."""
+    monkeypatch.setenv("OFFRL_DATA_DIR", str(tmp_path / "offrl_data"))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "offrl_data" / "datasets"))
+    size = 2 * 4 * 200  # two agents x four snapshots x one 200-step episode
+    code = main(["datasets", "make", ENV, "--safe", "--budget", str(BUDGET), "--size", str(size), "--cost-limits", "5",
+                 "--snapshot-span", "whole", "--snapshots-per-agent", "4", "--seed", "3", "--no-progress"])
+    assert code == 0
+    provenance = resolve_dataset(NAME).metadata.provenance
+    assert provenance["snapshot_span"] == "whole" and provenance["snapshots_per_agent"] == 4
+    for agent in provenance["agents"]:
+        assert [snapshot["step"] for snapshot in agent["recorded_snapshots"]] == [25, 50, 75, 100]
+        assert [snapshot["transitions"] for snapshot in agent["recorded_snapshots"]] == [200] * 4

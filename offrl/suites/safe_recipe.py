@@ -13,7 +13,8 @@ cheap-and-poor to expensive-and-good. offrl's recipe does the same with its own 
   (DSRL's thresholds run from 5 to 100-200 on tasks whose unconstrained cost is a few hundred);
 - every agent trains for `budget` environment steps with its own seed (`seed + index`, the
   unconstrained agent first), snapshots evaluated every budget / (2 S) steps; its S snapshots in
-  the second half of training (the final one included, S = `snapshots_per_agent`) are recorded
+  the second half of training (the final one included, S = `snapshots_per_agent`; with
+  `snapshot_span="whole"` snapshots every budget / S steps, over the whole of training) are recorded
   with the D4RL recipe's recorder (`collect_transitions`, stochastic policies), an equal share
   of `size` transitions each;
 - the recordings are concatenated, agent after agent, into one dataset with per-step `costs`,
@@ -70,6 +71,10 @@ from offrl.version import __version__
 SAFE_LEVEL = "safe"  # the dataset's name: <env>-safe-v<version>
 DEFAULT_LIMIT_FRACTIONS = (0.1, 0.25, 0.5, 0.75)  # of the unconstrained agent's episode cost
 SNAPSHOTS_PER_AGENT = 2  # recorded per agent: evenly over the second half of training, the final included
+# Where the snapshots lie: "second-half" (every budget / (2 S) steps, the last S), or "whole" (every budget / S
+# steps): early snapshots add the cheap-and-poor end of the trade-off when Lagrangian agents have not met their
+# limits within the budget (HalfCheetah at 60k steps: benchmarks/safe_table.py).
+SNAPSHOT_SPANS = ("second-half", "whole")
 
 
 def make_safe_dataset(
@@ -85,6 +90,7 @@ def make_safe_dataset(
     eval_episodes: int = 10,
     agent_config: sac_lag.Config | None = None,
     snapshots_per_agent: int = SNAPSHOTS_PER_AGENT,
+    snapshot_span: str = SNAPSHOT_SPANS[0],
     version: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> Path:
@@ -98,6 +104,8 @@ def make_safe_dataset(
     unless `overwrite`.
     """
     cost_limits, episode_length = _check_request(env_id, budget, size, cost_limits, eval_episodes, snapshots_per_agent)
+    if snapshot_span not in SNAPSHOT_SPANS:
+        raise ConfigError(f"--snapshot-span is {snapshot_span!r}; expected one of {', '.join(SNAPSHOT_SPANS)}.")
     say = log or (lambda message: print(message))
     root = datasets_root(data_dir, create=True)
     name = dataset_name(env_id, SAFE_LEVEL, version)
@@ -119,11 +127,13 @@ def make_safe_dataset(
         staging = _Staging(root / ".staging" / name, {
             "env_id": env_id, "budget": budget, "size": size, "cost_limits": cost_limits, "seed": seed,
             "start_steps": start_steps, "eval_episodes": eval_episodes, "agent_config": config_to_json(config),
-            "snapshots_per_agent": snapshots_per_agent, "version": version, "offrl_version": __version__}, say)
+            "snapshots_per_agent": snapshots_per_agent, "version": version, "offrl_version": __version__,
+            # named only when not the default, so that requests staged before the option resume
+            **({} if snapshot_span == SNAPSHOT_SPANS[0] else {"snapshot_span": snapshot_span})}, say)
 
         def train(index: int, cost_limit: float | None) -> dict[str, Any]:
             return _train_agent(env_id, index, cost_limit, episode_length, config, budget, seed + index, start_steps,
-                                eval_episodes, reference_episodes, snapshots_per_agent, bar, say)
+                                eval_episodes, reference_episodes, snapshots_per_agent, bar, say, snapshot_span)
 
         def record(index: int, agent: dict[str, Any], shares: list[int]) -> list[Dataset]:
             recordings = []
@@ -208,6 +218,7 @@ def make_safe_dataset(
             "warnings": warnings,
             "agent_config": config_to_json(config),
             "snapshots_per_agent": snapshots_per_agent,
+            "snapshot_span": snapshot_span,
             "wall_seconds": time.perf_counter() - started,
             "summary": {"transitions": dataset.num_transitions, "episodes": dataset.num_episodes,
                         "mean_return": float(np.mean(dataset.episode_returns())),
@@ -302,7 +313,9 @@ def _check_request(env_id, budget, size, cost_limits, eval_episodes, snapshots_p
     cost_limits = check_cost_limits(cost_limits)
     if budget <= 0:
         raise ConfigError(f"--budget is {budget}; expected a positive number of environment steps per behaviour agent.")
-    if snapshots_per_agent <= 0 or budget < 2 * snapshots_per_agent:
+    if snapshots_per_agent <= 0:
+        raise ConfigError(f"--snapshots-per-agent is {snapshots_per_agent}; expected a positive integer.")
+    if budget < 2 * snapshots_per_agent:
         raise ConfigError(f"--budget is {budget}; expected at least {2 * snapshots_per_agent} steps "
                           f"({snapshots_per_agent} recorded snapshots in the second half of training).")
     agents = 1 + (len(DEFAULT_LIMIT_FRACTIONS) if cost_limits is None else len(cost_limits))
@@ -326,7 +339,7 @@ def _evaluate(policy, env_id: str, episodes: int, seed: int) -> EpisodeStats:
 
 
 def _train_agent(env_id, index, cost_limit, episode_length, config, budget, seed, start_steps, eval_episodes,
-                 reference_episodes, snapshots_per_agent, bar, say) -> dict[str, Any]:
+                 reference_episodes, snapshots_per_agent, bar, say, snapshot_span=SNAPSHOT_SPANS[0]) -> dict[str, Any]:
     """Train one agent (SAC when `cost_limit` is None, else SAC-Lag at that limit) and evaluate it."""
     if cost_limit is None:
         algo, label = sac, "unconstrained SAC"
@@ -334,7 +347,7 @@ def _train_agent(env_id, index, cost_limit, episode_length, config, budget, seed
     else:
         algo, label = sac_lag, f"SAC-Lag at cost limit {cost_limit:g}"
         algo_config = dataclasses.replace(config, cost_limit=float(cost_limit), max_episode_steps=episode_length)
-    snapshot_every = max(budget // (2 * snapshots_per_agent), 1)
+    snapshot_every = max(budget // ((2 if snapshot_span == "second-half" else 1) * snapshots_per_agent), 1)
     # As the D4RL recipe: CleanRL's SAC starts learning after 5,000 random steps, never more than a tenth of the budget.
     start_steps = min(5_000, budget // 10) if start_steps is None else start_steps
     online = OnlineConfig(total_steps=budget, start_steps=start_steps, snapshot_every=snapshot_every,
