@@ -279,3 +279,36 @@ def test_a_sweep_recorded_before_a_train_field_existed_still_matches_its_spec():
     assert not _same_but_for_new_train_defaults(recorded, shifted)
     other_budget = parse_spec({**raw, "train": {"steps": 200}})
     assert not _same_but_for_new_train_defaults(recorded, other_budget)
+
+
+def test_a_sweep_recorded_before_a_config_field_existed_resumes_under_its_recorded_ids(tmp_path, capsys):
+    """offrl adds algorithm Config fields (MOPO's `uncertainty`, CDT's offsets): a trial recorded
+    without one, which today's default leaves unchanged, is the same trial under its recorded id
+    (nothing reruns); a recorded trial whose shared fields differ is not, and the sweep refuses."""
+    from offrl.cli import main
+
+    data = pendulum_shaped_npz(tmp_path / "data.npz")
+    out = tmp_path / "bench"
+    arguments = ["bench", "--algos", "bc", "--datasets", str(data), "--seeds", "1", "--steps", "20",
+                 "--eval-every", "20", "--eval-episodes", "1", "--log-every", "10", "--out", str(out)]
+    assert main(arguments) == 0
+    index = json.loads((out / "sweep.json").read_text())
+    (trial_id,) = index["trials"]
+    # As an older offrl wrote it: without the field `normalize_rewards`, under the id that config hashed to.
+    old_id = trial_id[:-8] + "0ld1d000"
+    entry = index["trials"].pop(trial_id)
+    entry["definition"]["algorithm_config"].pop("normalize_rewards")
+    entry["run_dir"] = f"trials/{old_id}"
+    index["trials"][old_id] = entry
+    (out / "sweep.json").write_text(json.dumps(index))
+    (out / "trials" / trial_id).rename(out / "trials" / old_id)
+    capsys.readouterr()
+    assert main(arguments) == 0
+    assert "1 already done, 0 to run" in capsys.readouterr().out
+    assert not (out / "trials" / trial_id).exists()
+
+    index = json.loads((out / "sweep.json").read_text())
+    index["trials"][old_id]["definition"]["algorithm_config"]["learning_rate"] = 0.5
+    (out / "sweep.json").write_text(json.dumps(index))
+    assert main(arguments) == 2
+    assert "lists other trials" in capsys.readouterr().err

@@ -159,7 +159,7 @@ class SweepIndex:
             )
         recorded_ids = sorted(self.data.get("trials", {}))
         ids = sorted(trial["id"] for trial in trials)
-        if recorded_ids != ids:
+        if recorded_ids != ids and not _adopt_recorded_ids(self.data.get("trials", {}), trials):
             raise ConfigError(
                 f"Sweep directory '{self.path}' lists other trials than {spec.where} expands to today (offrl's "
                 "default hyperparameters or its random search may have changed); expected a new output directory (--out)."
@@ -236,6 +236,38 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
             changed += _changed_keys(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
         return changed
     return [] if old == new else [prefix or "(the whole spec)"]
+
+
+def _adopt_recorded_ids(recorded: dict[str, Any], trials: list[dict[str, Any]]) -> bool:
+    """When each of today's trials differs from one recorded trial only by algorithm Config fields
+    offrl added since (absent from the record) at their defaults, give today's trials the recorded
+    ids and return True: those trials ran with exactly that behaviour, so the sweep resumes (as for
+    new TrainConfig fields, `_same_but_for_new_train_defaults`). Otherwise change nothing, return False."""
+    from offrl.algos import get_algorithm
+    from offrl.train.configs import config_to_json
+
+    if len(recorded) != len(trials):
+        return False
+    adopted: dict[int, str] = {}
+    for position, trial in enumerate(trials):
+        defaults = config_to_json(get_algorithm(trial["algorithm"]).Config())
+        today = json.loads(json.dumps(trial["algorithm_config"]))
+        for trial_id, entry in recorded.items():
+            definition = entry.get("definition") or {}
+            old = definition.get("algorithm_config")
+            if (trial_id in adopted.values() or old is None or definition.get("algorithm") != trial["algorithm"]
+                    or definition.get("dataset") != trial["dataset"] or not set(old) <= set(today)):
+                continue
+            added = set(today) - set(old)
+            if all(today[name] == old[name] for name in old) and all(today[name] == json.loads(json.dumps(defaults[name]))
+                                                                     for name in added):
+                adopted[position] = trial_id
+                break
+        else:
+            return False
+    for position, trial_id in adopted.items():
+        trials[position]["id"] = trial_id
+    return True
 
 
 def _same_but_for_new_train_defaults(recorded: dict[str, Any], spec) -> bool:
