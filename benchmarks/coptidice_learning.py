@@ -6,7 +6,10 @@ episode cost and return, the last logged multiplier, cost estimate and limit, an
 the final ratios w on the safe episodes (a third of the rows).
 
     cd tests && python ../benchmarks/coptidice_learning.py [--steps N] [--seeds 0,1,2] \
-        [--set '{"actor_learning_rate": 1e-3}'] [variant ...]
+        [--set '{"actor_learning_rate": 1e-3}'] [--grouped] [variant ...]
+
+`--grouped` trains the seeds together in one program, as the test does, and prints their mean
+normalised cost and reward (one line per variant).
 
 Variants: default; broken (constrained False: λ frozen at 0).
 """
@@ -28,13 +31,14 @@ from offrl.train.offline import TrainConfig, prepare, train_offline  # noqa: E40
 from offrl.types import Batch  # noqa: E402
 from safe_learning_data import SAFE_EVERY, safe_and_unsafe_pendulum  # noqa: E402
 from scripted import swing_up  # noqa: E402
-from test_safe import COPTIDICE_SETTINGS, COPTIDICE_TRAIN  # noqa: E402
+from test_safe import COPTIDICE_SETTINGS, COPTIDICE_TRAIN, coptidice_seed_group  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("variants", nargs="*", default=["default", "broken"])
 parser.add_argument("--steps", type=int, default=None)
 parser.add_argument("--seeds", default="0,1,2")
 parser.add_argument("--set", default="{}", help="JSON of Config fields")
+parser.add_argument("--grouped", action="store_true", help="the seeds in one program, as the test trains them")
 args = parser.parse_args()
 
 # tests/conftest.py pendulum_references, recomputed the same way.
@@ -45,6 +49,22 @@ data = safe_and_unsafe_pendulum(refs)
 algo = get_algorithm("coptidice")
 variants = {"default": {}, "broken": {"constrained": False}}
 for name in args.variants:
+    if args.grouped:
+        start = time.time()
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+        schedule = {} if args.steps is None else {"steps": args.steps, "eval_every": args.steps}
+        with tempfile.TemporaryDirectory() as directory:
+            results = coptidice_seed_group(data, seeds, Path(directory) / "runs", {**json.loads(args.set), **variants[name]},
+                                           schedule)
+        costs = [result.summary["final_normalized_cost"] for result in results]
+        rewards = [result.summary["final_normalized_reward"] for result in results]
+        print(json.dumps({"variant": name, "seeds": seeds, "set": args.set, "steps": results[0].summary["final_step"],
+                          "normalized_costs": [round(cost, 2) for cost in costs],
+                          "normalized_rewards": [round(reward, 2) for reward in rewards],
+                          "mean_normalized_cost": round(float(np.mean(costs)), 2),
+                          "mean_normalized_reward": round(float(np.mean(rewards)), 2), "s": round(time.time() - start)}),
+              flush=True)
+        continue
     for seed in map(int, args.seeds.split(",")):
         start = time.time()
         settings = {**COPTIDICE_SETTINGS, **json.loads(args.set), **variants[name]}
