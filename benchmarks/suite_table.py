@@ -119,6 +119,7 @@ def registered(data_dir: str) -> set[str]:
 
 
 def main() -> int:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algos", default=",".join(ALGORITHMS))
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -126,7 +127,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data-dir", default="/work/suites/data")
     parser.add_argument("--table-only", action="store_true", help="only rewrite table.md and the report from the records")
+    parser.add_argument("--out", default=str(RESULTS), help="results directory (another one for another dataset's make)")
     args = parser.parse_args()
+    RESULTS = Path(args.out)
     algos = [a for a in args.algos.split(",") if a]
     datasets = [d for d in args.datasets.split(",") if d]
     unknown = sorted(set(algos) - set(ALGORITHMS)) + sorted(set(datasets) - set(DATASETS))
