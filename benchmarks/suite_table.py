@@ -36,9 +36,10 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "suite-table"
 # Priority order: issue 16's model-free columns on every dataset first, then the families' columns,
 # the cheaper ones (MOPO ~10 min, IDQL ~25 min, MOBILE ~45 min per cell on a shared core) on every
-# dataset before FQL (~100 min per cell at its default 4 x 512 networks: 1.7 updates/s per seed).
+# dataset before FQL (~100 min per cell at its default 4 x 512 networks: 1.7 updates/s per seed on a shared core,
+# 5 updates/s for 3 seeds on a free one).
 MODEL_FREE = ("bc", "td3bc", "iql", "awac", "rebrac")
-FAMILIES = ("mopo", "mobile", "idql", "fql")
+FAMILIES = ("mopo", "mobile", "idql", "edp", "fql")
 SLOW_FAMILIES = ("fql",)
 ALGORITHMS = MODEL_FREE + FAMILIES
 DATASETS = ("hopper-medium", "halfcheetah-medium", "hopper-medium-replay", "halfcheetah-medium-replay",
