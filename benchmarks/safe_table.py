@@ -6,22 +6,29 @@ One command runs (or resumes) every missing cell and rewrites the table:
     nice -n 10 python benchmarks/safe_table.py --algos bc_safe --datasets hopper
     python benchmarks/safe_table.py --table-only
 
-Data: `offrl datasets make offrl/Safety<Robot>Velocity-v1 --safe --budget 20000 --size 50000 --seed 0
---data-dir /work/suites/data` (offrl/suites/safe_recipe.py: an unconstrained SAC agent and SAC-Lag
-agents at four cost limits, their last two snapshots each, mixed; a CPU-scale version of DSRL's
-recipe). HalfCheetah needs a longer budget: at 20,000 steps its unconstrained SAC agent returns 23 and
-pays 0.2 per episode (it never passes Safety-Gymnasium's 3.21 m/s), so its set would hold no trade-off;
-the suite's 60,000-step SAC agent runs at about 3.4 m/s. At `--budget 60000` (16-28 minutes per agent
-on a shared core; the command resumes at the next agent) the agents pass it but the SAC-Lag agents
-do not meet their limits in that budget: every recorded snapshot of the first three agents pays
-440-770 per episode (the κ 73 agent 438 at its end, multiplier still rising), so κ 20/40/80 would
-find no episode within them (BC-Safe and CDT's draws have no data). A HalfCheetah set for this
-table needs low-cost behaviour in it (earlier snapshots or converged Lagrangian agents); not made. A cell is one algorithm at one target cost κ on one dataset, 3 seeds in one program
+Data (2026-12-04 makes; the first make's cells, on a set today's code does not remake, are in
+benchmarks/results/safe-table-first-make/):
+
+    offrl datasets make offrl/SafetyHopperVelocity-v1 --safe --budget 20000 --size 50000 --seed 0 \
+        --data-dir /work/suites/data                                           # 14 min on one core
+    offrl datasets make offrl/SafetyHalfCheetahVelocity-v1 --safe --budget 60000 --size 50000 --seed 0 \
+        --snapshot-span whole --snapshots-per-agent 4 --data-dir /work/suites/data
+
+(offrl/suites/safe_recipe.py: an unconstrained SAC agent and SAC-Lag agents at four cost limits,
+mixed; a CPU-scale version of DSRL's recipe). HalfCheetah needs the longer budget: at 20,000 steps
+its unconstrained SAC agent returns 23 and pays 0.2 per episode (it never passes Safety-Gymnasium's
+3.21 m/s), so its set would hold no trade-off; at 60,000 it runs at about 3.4 m/s and pays ~720
+per episode, and snapshots over the whole of training (`--snapshot-span whole`, 4 per agent) put
+early, cheap policies in the set beside the costly ones, which κ 20/40/80 need.
+
+A cell is one algorithm at one target cost κ on one dataset, 3 seeds in one program
 (`offrl sweep`), at OSRL's defaults with OSRL's per-task settings for the matching DSRL velocity task
 when offrl has them as presets (`offrl presets ALGO`; e.g. T = 1000 steps per episode), and these CPU
 changes, said in the table: `--steps` updates; CDT's batch 256 (OSRL: 2048) and its return targets
 from the data (OSRL's are absolute DSRL returns, e.g. 1,750 for Hopper, another scale than this
-data's). κ ∈ {20, 40, 80}: OSRL's target costs for the velocity tasks (examples/configs/cdt_configs.py
+data's). CDT is the dearest cell on a CPU: at T = 1000 and OSRL's 3-layer, 128-wide transformer, one
+program of 3 seeds had not finished its first 1,000 updates after 16 minutes on a free core
+(2026-12-04), so a 5k-update cell takes hours per κ. κ ∈ {20, 40, 80}: OSRL's target costs for the velocity tasks (examples/configs/cdt_configs.py
 target_returns). Scores: DSRL's normalised reward (R − R_min)/(R_max − R_min) with the dataset's
 reference returns, and normalised cost (C + ε)/(κ + ε); a cell is safe when its normalised cost is at
 most 1; the last columns average over the three κ, as OSRL's tables do.
@@ -106,8 +113,10 @@ def write_table(steps: int, seeds: int) -> Path:
              "costs as OSRL's tables do, over the κ with finished seeds. OSRL's defaults and per-task settings; CDT "
              "at batch 256 with return targets from the data. OSRL trains 100k-200k updates: these are short-budget "
              "numbers.", "",
-             "Data: `offrl datasets make offrl/Safety<Robot>Velocity-v1 --safe --budget 20000 --size 50000 --seed 0` "
-             "(SAC and SAC-Lag behaviour agents, 20k steps each).", "",
+             "Data: `offrl datasets make offrl/SafetyHopperVelocity-v1 --safe --budget 20000 --size 50000 --seed 0` and "
+             "`offrl datasets make offrl/SafetyHalfCheetahVelocity-v1 --safe --budget 60000 --size 50000 --seed 0 "
+             "--snapshot-span whole --snapshots-per-agent 4` (SAC and SAC-Lag behaviour agents; the made set's sha256 "
+             "is in each run's config.json).", "",
              "Machine: the project's shared 2-core x86 CPU, no GPU; cells ran niced beside other work.", "",
              "Run, resume or extend: `nice -n 10 python benchmarks/safe_table.py` ('–' = no finished seed yet).", ""]
     header = ["algorithm"] + [f"{robot} κ={k:g}" for robot in robots for k in KAPPAS] + [f"{robot} mean" for robot in robots]
