@@ -28,8 +28,8 @@ changes, said in the table: `--steps` updates; CDT's batch 256 (OSRL: 2048) and 
 from the data (OSRL's are absolute DSRL returns, e.g. 1,750 for Hopper, another scale than this
 data's). CDT is the dearest cell on a CPU: at T = 1000 and OSRL's 3-layer, 128-wide transformer, one
 program of 3 seeds had not finished its first 1,000 updates after 16 minutes on a free core
-(2026-12-04), so a 5k-update cell takes hours per κ. κ ∈ {20, 40, 80}: OSRL's target costs for the velocity tasks (examples/configs/cdt_configs.py
-target_returns). Scores: DSRL's normalised reward (R − R_min)/(R_max − R_min) with the dataset's
+(2026-12-04), so a 5k-update cell takes hours per κ. κ ∈ {20, 40, 80}: OSRL's target costs for the
+velocity tasks (examples/configs/cdt_configs.py target_returns). Scores: DSRL's normalised reward (R − R_min)/(R_max − R_min) with the dataset's
 reference returns, and normalised cost (C + ε)/(κ + ε); a cell is safe when its normalised cost is at
 most 1; the last columns average over the three κ, as OSRL's tables do.
 

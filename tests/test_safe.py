@@ -172,16 +172,16 @@ def coptidice_seed_group(dataset, seeds, run_dir, settings=None, schedule=None) 
 def test_coptidice_keeps_the_constraint_with_reward_above_random(safe_and_unsafe, tmp_path):
     """COptiDICE's ratios w move weight to the capped episodes (a third of the rows, 45-48% of w)
     while λ rises to 13-20. The test averages seeds 0-2 trained in one program, as DSRL tables average
-    seeds: one seed's cost swings across the limit with the CPU's rounding (seed 0 at 3k updates scored
-    0.18 where the test was written and 3.14 on CI and a fresh machine, same code; 6k single-seed runs,
-    seeds 0-11: 0.02-0.92, seed 9 1.54). 6k updates, seed groups of three (one program each; the numbers
-    differ from single-seed runs): mean normalised cost 0.19 (0-2), 0.35 (3-5), 0.15 (6-8), 0.09 (9-11);
-    mean normalised reward 0.51/0.46/0.36/0.38 (random actions: 0). Thresholds: mean normalised cost
-    <= 1 (BC-Safe's), mean reward above 0.25. Broken, λ frozen at 0 (constrained=False): mean normalised
-    cost 3.09 (0-2) and 4.45 (3-5), reward 1.01/0.95, failing the test (`cd tests && python ../benchmarks/coptidice_learning.py
-    --grouped --seeds 0,1,2`). OSRL's limit
-    units (cost_limit_units="discounted_sum", 100 times looser) with ε = 0.01 leave λ at 0.001: cost
-    8.04/4.92/6.60 (single seeds 0-2, 3k updates)."""
+    seeds: one seed's cost swings across the limit when the environment's numerics move (seed 0 at 3k
+    updates scored 0.18 where the test was written and 3.14 on CI and a fresh machine a day later, same
+    code; 6k single-seed runs, seeds 0-11: 0.02-0.92, seed 9 1.54). 6k updates, seed groups of three
+    (one program each; the numbers differ from single-seed runs): mean normalised cost 0.19 (0-2), 0.35
+    (3-5), 0.15 (6-8), 0.09 (9-11); mean normalised reward 0.51/0.46/0.36/0.38 (random actions: 0).
+    Thresholds: mean normalised cost <= 1 (BC-Safe's), mean reward above 0.25. Broken, λ frozen at 0
+    (constrained=False): mean normalised cost 3.09 (0-2) and 4.45 (3-5), reward 1.01/0.95, failing the
+    test (`cd tests && python ../benchmarks/coptidice_learning.py --grouped --seeds 0,1,2`). OSRL's
+    limit units (cost_limit_units="discounted_sum", 100 times looser) with ε = 0.01 leave λ at 0.001:
+    cost 8.04/4.92/6.60 (single seeds 0-2, 3k updates)."""
     results = coptidice_seed_group(safe_and_unsafe, COPTIDICE_SEEDS, tmp_path / "runs")
     assert all(result.summary["target_cost"] == TARGET_COST for result in results)
     mean_cost = np.mean([result.summary["final_normalized_cost"] for result in results])
