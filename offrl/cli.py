@@ -313,7 +313,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from offrl.train.policy import load_policy
     from offrl.train.run_dir import RunDirectory
 
-    from offrl.evaluate.safe_scores import parse_target_costs, safe_record, safe_table_row
+    from offrl.evaluate.safe_scores import evaluate_at_target_costs, parse_target_costs, safe_record, safe_table_row
 
     target_costs = parse_target_costs(args.target_cost)
     run = RunDirectory(args.run_dir)
@@ -324,19 +324,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         policy = NoisyObservations(policy, args.obs_noise, seed=args.seed)
     env_id = args.env or config["env_id"]
-    stats = evaluate_policy(policy, env_id, args.episodes, seed=args.seed)
-    print(f"{env_id}: return {stats.mean_return:.1f} ± {np.std(stats.returns):.1f} over {args.episodes} episodes")
     meta = config.get("dataset_metadata", {})
-    if meta.get("ref_min_score") is not None and meta.get("ref_max_score") is not None:
-        scores = normalized_score(stats.returns, meta["ref_min_score"], meta["ref_max_score"])
-        print(f"normalized score: {scores.mean():.1f} ± {scores.std():.1f}")
     if target_costs is None and config.get("algorithm_config", {}).get("target_cost") is not None:
         target_costs = [float(config["algorithm_config"]["target_cost"])]
-    if stats.costs is not None:  # a constrained task (info["cost"]): DSRL's protocol at the target costs
-        print(f"cost {stats.mean_cost:.1f} ± {np.std(stats.costs):.1f} per episode")
-        records = [safe_record(stats.returns, stats.costs, k, meta.get("ref_min_score"), meta.get("ref_max_score"))
-                   for k in target_costs or []]
-        rows = [(f"at target cost {k:g}", r) for k, r in zip(target_costs or [], records)]
+    ref_min, ref_max = meta.get("ref_min_score"), meta.get("ref_max_score")
+    if target_costs and getattr(policy, "conditions_on_target_cost", False):  # CDT: one rollout per κ, conditioned on it
+        evaluations = evaluate_at_target_costs(policy, env_id, target_costs, args.episodes, args.seed, ref_min, ref_max)
+        rollouts = [(f"conditioned on target cost {k:g}", stats) for k, (_, stats) in zip(target_costs, evaluations)]
+        records = [record for record, _ in evaluations if record is not None]
+    else:
+        stats = evaluate_policy(policy, env_id, args.episodes, seed=args.seed)
+        rollouts = [(None, stats)]
+        records = [safe_record(stats.returns, stats.costs, k, ref_min, ref_max) for k in target_costs or []] if stats.costs is not None else []
+    for heading, stats in rollouts:
+        if heading:
+            print(f"{heading}:")
+        print(f"{env_id}: return {stats.mean_return:.1f} ± {np.std(stats.returns):.1f} over {args.episodes} episodes")
+        if ref_min is not None and ref_max is not None:
+            scores = normalized_score(stats.returns, ref_min, ref_max)
+            print(f"normalized score: {scores.mean():.1f} ± {scores.std():.1f}")
+        if stats.costs is not None:
+            print(f"cost {stats.mean_cost:.1f} ± {np.std(stats.costs):.1f} per episode")
+    if records:  # a constrained task (info["cost"]): DSRL's protocol at the target costs
+        rows = [(f"at target cost {r['target_cost']:g}", r) for r in records]
         if len(records) > 1:
             rows.append((f"averaged over target costs {', '.join(f'{k:g}' for k in target_costs)}", safe_table_row(records)))
         for label, safe in rows:
@@ -623,7 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="perturb each observation the policy sees by U(-EPS, EPS) noise (RORL's random attack; default 0)")
     evaluate.add_argument("--target-cost", default=None, metavar="K[,K...]",
                           help="constrained tasks: DSRL's normalised reward and cost at these cost thresholds, and their "
-                               "average as OSRL's tables report it (default: the run's target_cost, if any)")
+                               "average as OSRL's tables report it (default: the run's target_cost, if any); a policy "
+                               "conditioned on its target cost (CDT) is rolled out once per threshold, conditioned on it")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     datasets = commands.add_parser("datasets", help="inspect, list, import and make datasets")

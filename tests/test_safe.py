@@ -467,7 +467,7 @@ CDT_SETTINGS = {"hidden_dims": (32, 32), "num_heads": 1, "context_length": 5, "l
 
 
 @pytest.mark.slow
-def test_cdt_cost_falls_as_its_target_cost_falls(safe_and_unsafe, tmp_path):
+def test_cdt_cost_falls_as_its_target_cost_falls(safe_and_unsafe, tmp_path, capsys):
     """CDT on the safe-and-unsafe torque-cost data (episode costs 0 to 46), 2k updates, 2 blocks of
     32, K = 5, lr 1e-3, OSRL's Pareto augmentation on (0.2 copies per episode); the same policy
     evaluated on the same 10 episodes at target cost 40 and 0. Measured (seeds 0-2,
@@ -493,8 +493,10 @@ def test_cdt_cost_falls_as_its_target_cost_falls(safe_and_unsafe, tmp_path):
     algo = get_algorithm("cdt")
     train = TrainConfig(steps=2_000, eval_every=2_000, log_every=2_000, eval_episodes=10, seed=0)
     policy = train_offline(algo, algo.Config(**CDT_SETTINGS), safe_and_unsafe, train, tmp_path / "cdt", progress=False).policy
-    costs = {}
-    for target in (40.0, 0.0):
-        policy.state = policy.state.replace(target_cost=np.float32(target))
-        costs[target] = evaluate_policy(policy, PENDULUM_TORQUE_COST_ID, 10, seed=10_000).mean_cost
+    costs = {target: evaluate_policy(policy.at_target_cost(target), PENDULUM_TORQUE_COST_ID, 10, seed=10_000).mean_cost
+             for target in (40.0, 0.0)}
     assert costs[0.0] < 20.0 and costs[40.0] - costs[0.0] > 12.0, costs
+    # `offrl evaluate --target-cost 40,0` rolls the saved run out once per κ, conditioned on it: the same costs.
+    assert main(["evaluate", str(tmp_path / "cdt"), "--target-cost", "40,0", "--episodes", "10", "--seed", "10000"]) == 0
+    printed = [float(line.split("cost ")[1].split(" ±")[0]) for line in capsys.readouterr().out.splitlines() if line.startswith("cost ")]
+    assert printed == pytest.approx([costs[40.0], costs[0.0]], abs=0.05), (printed, costs)

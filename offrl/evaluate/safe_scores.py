@@ -76,3 +76,18 @@ def safe_table_row(records: list[dict[str, Any]]) -> dict[str, Any]:
     if all("normalized_reward" in r for r in records):
         row["normalized_reward"] = float(np.mean([r["normalized_reward"] for r in records]))
     return row
+
+
+def evaluate_at_target_costs(policy, env_id: str, target_costs: list[float], episodes: int, seed: int,
+                             ref_min: float | None, ref_max: float | None) -> list[tuple[dict[str, Any], Any]]:
+    """DSRL's numbers at each κ, with the rollout each came from. A policy that acts toward a target
+    cost (`policy.conditions_on_target_cost`: CDT) is rolled out once per κ, conditioned on it, as OSRL
+    evaluates CDT; any other policy once, scored at every κ."""
+    from offrl.evaluate.rollout import evaluate_policy
+
+    if getattr(policy, "conditions_on_target_cost", False):
+        rollouts = [evaluate_policy(policy.at_target_cost(k), env_id, episodes, seed=seed) for k in target_costs]
+    else:
+        rollouts = [evaluate_policy(policy, env_id, episodes, seed=seed)] * len(target_costs)
+    return [(safe_record(stats.returns, stats.costs, k, ref_min, ref_max) if stats.costs is not None else None, stats)
+            for k, stats in zip(target_costs, rollouts)]

@@ -18,6 +18,8 @@ and `policy.reset()` (or a call with a different number of rows) starts fresh ep
 An algorithm with `ACTS_ON_COSTS = True` (the Constrained Decision Transformer) also gets each
 step's cost: its `act_in_context` takes `costs=` like `rewards`, and its `Policy.uses_costs` tells
 the rollout to pass them (`policy(observations, rewards, starts, costs=...)`).
+An algorithm that acts toward a target cost (CDT) defines `at_target_cost(state, k) -> state`;
+`Policy.at_target_cost(k)` then gives the policy conditioned on k (`offrl evaluate --target-cost`).
 `offrl.evaluate.rollout.evaluate_policy` drives both kinds; a memoryless `Policy` also accepts
 (and ignores) `rewards` and `starts`, and its `reset()` does nothing.
 """
@@ -70,6 +72,15 @@ class Policy:
 
         self._act = jax.jit(act)
         self._act_in_context = jax.jit(act_in_context) if self.stateful else None
+
+    @property
+    def conditions_on_target_cost(self) -> bool:
+        """Whether the policy acts toward a target cost (the algorithm defines `at_target_cost`)."""
+        return hasattr(self.algo, "at_target_cost")
+
+    def at_target_cost(self, target_cost: float) -> "Policy":
+        """A fresh policy acting toward `target_cost` (only where `conditions_on_target_cost`)."""
+        return Policy(self.algo, self.algo.at_target_cost(self.state, target_cost), self.normalizer)
 
     def reset(self) -> None:
         """Forget every episode's history: the next call starts new episodes."""

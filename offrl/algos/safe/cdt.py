@@ -62,6 +62,12 @@ PAPER = "Liu et al. 2023, Constrained Decision Transformer for Offline Safe Rein
 ACTS_ON_COSTS = True  # the stateful policy receives each step's cost (offrl/train/policy.py)
 
 
+def at_target_cost(state, target_cost: float):
+    """The same model conditioned on another target cost: OSRL evaluates one trained CDT at several
+    (examples/configs/cdt_configs.py target_returns), so `offrl evaluate --target-cost` re-conditions."""
+    return state.replace(target_cost=jnp.asarray(target_cost, jnp.float32))
+
+
 @dataclass(frozen=True)
 class Config:
     hidden_dims: tuple[int, ...] = (128, 128, 128)  # OSRL cdt_configs.py: embedding_dim 128, num_layers 3; all equal
