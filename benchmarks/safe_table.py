@@ -130,11 +130,18 @@ def collect() -> dict[tuple[str, str, float], list[dict]]:
             continue
         robot, cell = summary_path.parts[-7], summary_path.parts[-6]
         algo, _, kappa = cell.rpartition("-k")
+        summary["device"] = run_device(summary_path.parent)
         cells.setdefault((algo, robot, float(kappa)), []).append(summary)
     for conditioned in sorted(RESULTS.glob("*/cdt/conditioned.jsonl")):  # one model per robot, a row per κ
         for record in map(json.loads, conditioned.read_text().splitlines()):
+            record["device"] = run_device(conditioned.parent / record["run"])
             cells.setdefault(("cdt", conditioned.parts[-3], float(record["target_cost"])), []).append(record)
     return cells
+
+
+def run_device(run_dir: Path) -> str:
+    config = run_dir / "config.json"
+    return json.loads(config.read_text()).get("device", "cpu") if config.exists() else "cpu"
 
 
 def _pair(summaries: list[dict]) -> tuple[float, float]:
@@ -156,8 +163,9 @@ def write_table(steps: int, seeds: int) -> Path:
              "`offrl datasets make offrl/SafetyHalfCheetahVelocity-v1 --safe --budget 60000 --size 50000 --seed 0 "
              "--snapshot-span whole --snapshots-per-agent 4` (SAC and SAC-Lag behaviour agents; the made set's sha256 "
              "is in each run's config.json).", "",
-             "Machine: the project's shared 2-core x86 CPU, no GPU (cells niced beside other work), except the cells whose "
-             "runs' config.json name a GPU (benchmarks/device_cells.py on a lent H200).", "",
+             "Machine: the project's shared 2-core x86 CPU, no GPU (cells niced beside other work), except cells marked GPU: "
+             "one H200 lent for one session (benchmarks/device_cells.py, up to 8 cells side by side; jax 0.11.2 there, "
+             "0.10.2 here; the device is in each run's config.json).", "",
              "Run, resume or extend: `nice -n 10 python benchmarks/safe_table.py` ('–' = no finished seed yet).", ""]
     header = ["algorithm"] + [f"{robot} κ={k:g}" for robot in robots for k in KAPPAS] + [f"{robot} mean" for robot in robots]
     lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
@@ -174,7 +182,8 @@ def write_table(steps: int, seeds: int) -> Path:
                 summaries = cells.get((algo, robot, kappa), [])
                 if summaries:
                     pairs.append(_pair(summaries))
-                row.append(f"{text(*pairs[-1])} (n={len(summaries)})" if summaries else "–")
+                gpu = ", GPU" if any(str(s.get("device", "cpu")).startswith(("cuda", "gpu")) for s in summaries) else ""
+                row.append(f"{text(*pairs[-1])} (n={len(summaries)}{gpu})" if summaries else "–")
             means.append(text(*np.mean(pairs, axis=0)) if pairs else "–")
         lines.append("| " + " | ".join(row + means) + " |")
     out = RESULTS / "table.md"
