@@ -82,7 +82,13 @@ def collect() -> dict[tuple[str, str], list[float]]:
             continue
         dataset, algo = summary_path.parts[-7], summary_path.parts[-6]
         scores.setdefault((algo, dataset), []).append(summary["final_normalized_score"])
+        config = json.loads((summary_path.parent / "config.json").read_text())
+        if str(config.get("device", "cpu")).startswith(("cuda", "gpu")):
+            ON_GPU.add((algo, dataset))
     return scores
+
+
+ON_GPU: set[tuple[str, str]] = set()  # cells whose runs' config.json name a GPU device
 
 
 def write_table(steps: int, seeds: int) -> Path:
@@ -98,14 +104,16 @@ def write_table(steps: int, seeds: int) -> Path:
              "--size 50000 --seed 0 --data-dir /work/suites/data` (normalised by the suite's own random and "
              "expert returns).", "",
              "Machine: the project's shared 2-core x86 CPU, no GPU; cells ran niced, one at a time on one core "
-             "beside other work.", "",
+             "beside other work; except cells marked GPU: one H200 lent for one session (benchmarks/device_cells.py, "
+             "up to 8 cells side by side; the device is in each run's config.json).", "",
              "Run, resume or extend: `nice -n 10 python benchmarks/suite_table.py` ('not run' = no finished seed yet).",
              "", "| algorithm | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
     for algo in ALGORITHMS:
         cells = []
         for dataset in datasets:
             values = scores.get((algo, dataset), [])
-            cells.append(f"{np.mean(values):.1f} ± {np.std(values):.1f} (n={len(values)})" if values else "not run")
+            gpu = ", GPU" if (algo, dataset) in ON_GPU else ""
+            cells.append(f"{np.mean(values):.1f} ± {np.std(values):.1f} (n={len(values)}{gpu})" if values else "not run")
         lines.append(f"| {algo} | " + " | ".join(cells) + " |")
     out = RESULTS / "table.md"
     out.parent.mkdir(parents=True, exist_ok=True)
