@@ -52,12 +52,12 @@ parser.add_argument("--steps", type=int, default=3_000)
 parser.add_argument("--seeds", default="0,1,2")
 parser.add_argument("--set", default="{}", help="JSON of Config fields")
 parser.add_argument("--eval-episodes", type=int, default=10)
-parser.add_argument("--data", choices=["pendulum", "speed-limit"], default="pendulum",
+parser.add_argument("--data", choices=["pendulum", "speed-limit", "speed-ticket"], default="pendulum",
                     help="speed-limit: tests/speed_limit.py's runner (κ 10, T 100) instead of the torque-cost Pendulum")
 args = parser.parse_args()
 
-if args.data == "speed-limit":
-    data = speed_limit.safe_and_unsafe_runs()
+if args.data in ("speed-limit", "speed-ticket"):
+    data = speed_limit.safe_and_unsafe_runs() if args.data == "speed-limit" else speed_limit.ticketed_runs()
     COMMON.update(target_cost=speed_limit.TARGET_COST, max_episode_steps=speed_limit.EPISODE_STEPS)
 else:
     # tests/conftest.py pendulum_references, recomputed the same way.

@@ -75,3 +75,48 @@ def safe_and_unsafe_runs(num_episodes: int = 30) -> Dataset:
     return interleaved_episodes(safe, unsafe, SAFE_EVERY, "speed-limit-safe-unsafe-v0",
                                 {"maker": "tests/speed_limit.py safe_and_unsafe_runs", "safe_every": SAFE_EVERY},
                                 runner_references())
+
+
+# ------------------------------------------------------------------ the ticketed runner (CPQ's task)
+TICKET_ID = "OffrlTestSpeedTicket-v0"
+
+
+class SpeedTicketRunner(SpeedLimitRunner):
+    """The runner whose first step over the limit is irreversible: once over it, the episode is
+    ticketed and pays cost 1 on every remaining step, however slowly it then runs (observation:
+    speed and the ticket flag). A violation then costs the rest of the episode, as a crash or a
+    broken part does, rather than one step."""
+
+    def __init__(self):
+        super().__init__()
+        self.observation_space = gym.spaces.Box(-10.0, 10.0, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        _, info = super().reset(seed=seed, options=options)
+        self.ticketed = False
+        return np.array([self.speed, 0.0], np.float32), info
+
+    def step(self, action):
+        _, reward, terminated, truncated, info = super().step(action)
+        self.ticketed = self.ticketed or info["cost"] > 0
+        return (np.array([self.speed, float(self.ticketed)], np.float32), reward, terminated, truncated,
+                {"cost": float(self.ticketed)})
+
+
+if TICKET_ID not in gym.registry:
+    gym.register(TICKET_ID, entry_point="speed_limit:SpeedTicketRunner", max_episode_steps=EPISODE_STEPS)
+
+
+def ticket_references() -> tuple[float, float]:
+    random_return = collect_episodes(TICKET_ID, lambda obs, rng: rng.uniform(-1, 1, (len(obs), 1)), 10, seed=1).episode_returns()
+    full_return = collect_episodes(TICKET_ID, throttle(FULL_THROTTLE), 10, seed=2).episode_returns()
+    return float(random_return.mean()), float(full_return.mean())
+
+
+def ticketed_runs(num_episodes: int = 30, unsafe_throttle: float = FULL_THROTTLE) -> Dataset:
+    safe_count = num_episodes // SAFE_EVERY
+    safe = collect_episodes(TICKET_ID, throttle(CAPPED_THROTTLE), safe_count, seed=20)
+    unsafe = collect_episodes(TICKET_ID, throttle(unsafe_throttle), num_episodes - safe_count, seed=21)
+    return interleaved_episodes(safe, unsafe, SAFE_EVERY, "speed-ticket-safe-unsafe-v0",
+                                {"maker": "tests/speed_limit.py ticketed_runs", "safe_every": SAFE_EVERY,
+                                 "unsafe_throttle": unsafe_throttle}, ticket_references())
