@@ -18,6 +18,14 @@ each job's start, end and exit status) are packed into OUT/records.tgz. Each job
 own directory under --results (no two processes rewrite one table); back here, those directories
 are copied into benchmarks/results/ (their layout is the tables') and the tables rewritten with
 --table-only.
+
+Measured (2026-12-04, one H200, jax 0.11.2, 8 jobs at a time, --deadline 440): SynthER's two
+10-seed TD3+BC arms took 96 and 100 s, CPQ's cells 160–286 s each, BCQ-Lag's 180 s, the suite's
+FQL, EDP, TD3+BC, IQL and BC cells on halfcheetah-medium 100–225 s; CDT's two cells reached 4,000
+of 5,000 updates (13 updates/s for 3 seeds at batch 2,048, shared) and were stopped; a second call
+on the same warm machine resumed them from their step-2,500 checkpoints, two jobs alone (15
+updates/s), and finished in 204 and 228 s. Jobs not started by the deadline (the remaining suite
+cells) ran on the CPU instead.
 """
 
 from __future__ import annotations
