@@ -313,7 +313,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from offrl.train.policy import load_policy
     from offrl.train.run_dir import RunDirectory
 
-    from offrl.evaluate.safe_scores import evaluate_at_target_costs, parse_target_costs, safe_record, safe_table_row
+    from offrl.evaluate.safe_scores import evaluate_at_target_costs, parse_target_costs, safe_table_row
 
     target_costs = parse_target_costs(args.target_cost)
     run = RunDirectory(args.run_dir)
@@ -328,14 +328,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if target_costs is None and config.get("algorithm_config", {}).get("target_cost") is not None:
         target_costs = [float(config["algorithm_config"]["target_cost"])]
     ref_min, ref_max = meta.get("ref_min_score"), meta.get("ref_max_score")
-    if target_costs and getattr(policy, "conditions_on_target_cost", False):  # CDT: one rollout per κ, conditioned on it
+    if target_costs:  # a policy conditioned on its target (CDT) is rolled out once per κ; any other once
         evaluations = evaluate_at_target_costs(policy, env_id, target_costs, args.episodes, args.seed, ref_min, ref_max)
-        rollouts = [(f"conditioned on target cost {k:g}", stats) for k, (_, stats) in zip(target_costs, evaluations)]
         records = [record for record, _ in evaluations if record is not None]
+        if getattr(policy, "conditions_on_target_cost", False):
+            rollouts = [(f"conditioned on target cost {k:g}", stats) for k, (_, stats) in zip(target_costs, evaluations)]
+        else:
+            rollouts = [(None, evaluations[0][1])]
     else:
-        stats = evaluate_policy(policy, env_id, args.episodes, seed=args.seed)
-        rollouts = [(None, stats)]
-        records = [safe_record(stats.returns, stats.costs, k, ref_min, ref_max) for k in target_costs or []] if stats.costs is not None else []
+        rollouts, records = [(None, evaluate_policy(policy, env_id, args.episodes, seed=args.seed))], []
     for heading, stats in rollouts:
         if heading:
             print(f"{heading}:")
